@@ -1,0 +1,80 @@
+/**
+ * Facts are the history's input: past-tense records of what the broker did. Actors publish
+ * them to the SLUICE_FACTS stream (durable even while the database is down); the history
+ * writer applies them in batches. Applying a fact twice has no further effect.
+ */
+import { History, States } from "@sluice/protocol"
+import { Schema } from "effect"
+
+const Timestamp = Schema.String
+
+/** One HTTP attempt ended; carries the delivery state it left behind. */
+export class AttemptFinished extends Schema.TaggedClass<AttemptFinished>()("AttemptFinished", {
+  /** Unique per attempt: the fact's deduplication id and the attempt row's key. */
+  id: Schema.String,
+  eventId: Schema.String,
+  destinationId: Schema.String,
+  attempt: Schema.Int,
+  startedAt: Timestamp,
+  durationMs: Schema.Int,
+  outcome: History.AttemptOutcome,
+  statusCode: Schema.NullOr(Schema.Int),
+  error: Schema.NullOr(Schema.String),
+  responseExcerpt: Schema.NullOr(Schema.String),
+  /** Delivery state after this attempt (`completed`, `errored`, `dead`, …). */
+  state: States.DeliveryState,
+  nextAttemptAt: Schema.NullOr(Timestamp)
+}) {}
+
+/** A delivery changed state without an attempt (canceled, ignored, duplicate, disabled, dead by age). */
+export class DeliveryChanged extends Schema.TaggedClass<DeliveryChanged>()("DeliveryChanged", {
+  id: Schema.String,
+  eventId: Schema.String,
+  destinationId: Schema.String,
+  state: States.DeliveryState,
+  at: Timestamp,
+  reason: Schema.NullOr(Schema.String),
+  canceledBy: Schema.NullOr(Schema.String),
+  duplicateOf: Schema.NullOr(Schema.String),
+  ignoredReason: Schema.NullOr(Schema.String)
+}) {}
+
+/** A destination's health changed. */
+export class HealthChanged extends Schema.TaggedClass<HealthChanged>()("HealthChanged", {
+  id: Schema.String,
+  destinationId: Schema.String,
+  from: States.HealthState,
+  to: States.HealthState,
+  reason: Schema.String,
+  at: Timestamp
+}) {}
+
+/** An operator (or the broker acting for one) did something worth auditing. */
+export class OperatorActed extends Schema.TaggedClass<OperatorActed>()("OperatorActed", {
+  id: Schema.String,
+  at: Timestamp,
+  actor: Schema.String,
+  action: Schema.String,
+  destinationId: Schema.NullOr(Schema.String),
+  details: Schema.Unknown
+}) {}
+
+export const Fact = Schema.Union(AttemptFinished, DeliveryChanged, HealthChanged, OperatorActed)
+export type Fact = typeof Fact.Type
+
+/** Subject token per fact kind: `sluice.facts.<kind>`. */
+export const kindOf = (fact: Fact): string => {
+  switch (fact._tag) {
+    case "AttemptFinished":
+      return "attempt"
+    case "DeliveryChanged":
+      return "delivery"
+    case "HealthChanged":
+      return "health"
+    case "OperatorActed":
+      return "audit"
+  }
+}
+
+export const encode = Schema.encodeSync(Schema.parseJson(Fact))
+export const decode = Schema.decodeUnknownEither(Schema.parseJson(Fact))

@@ -1,0 +1,6 @@
+export * as AdminApi from "./AdminApi.js"
+export * as Destination from "./Destination.js"
+export * as Envelope from "./Envelope.js"
+export * as History from "./History.js"
+export * as States from "./States.js"
+export * as Subjects from "./Subjects.js"
