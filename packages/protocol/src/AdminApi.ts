@@ -35,6 +35,13 @@ export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()(
   HttpApiSchema.annotations({ status: 400 })
 ) {}
 
+/** A dependency (the history database, NATS) is unavailable; retry after a moment. */
+export class Unavailable extends Schema.TaggedError<Unavailable>()(
+  "Unavailable",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 503 })
+) {}
+
 const strict = { parseOptions: { onExcessProperty: "error" as const } }
 
 const destinationId = HttpApiSchema.param("id", DestinationId)
@@ -85,4 +92,5 @@ export class AdminApi extends HttpApi.make("sluice")
   .add(SystemGroup)
   .add(DestinationsGroup)
   .add(EventsGroup)
+  .addError(Unavailable)
   .prefix("/api/v1") {}

@@ -68,3 +68,6 @@ export const matchesAny = (patterns: ReadonlyArray<string>, type: string): boole
  */
 export const consumerFilter = (patterns: ReadonlyArray<string>): string =>
   patterns.length === 1 ? eventSubject(patterns[0]!) : EVENTS_WILDCARD
+
+/** Core NATS subject on which a changed destination's id is announced to every broker process. */
+export const CONTROL_DESTINATIONS = "sluice.control.destinations"

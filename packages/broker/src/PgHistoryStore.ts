@@ -1,0 +1,338 @@
+/**
+ * The history store on the database (Drizzle), the same code for PGlite and Postgres.
+ * Fact batches are written with a few multi-row statements in one transaction; the
+ * newest-fact-wins rules of `HistoryStore` are expressed in each upsert's `set`, so a
+ * replayed or late fact cannot move a delivery backwards, whichever process applies it.
+ */
+import { Destination, type History } from "@sluice/protocol"
+import { asc, eq, sql, type SQL } from "drizzle-orm"
+import type { PgColumn } from "drizzle-orm/pg-core"
+import { Array, Effect, Layer, Option } from "effect"
+import { Database, type HistoryDatabase } from "./Database.js"
+import type { AttemptFinished, DeliveryChanged, Fact, HealthChanged, OperatorActed } from "./Fact.js"
+import { describeCause, HistoryUnavailable } from "./HistoryError.js"
+import { attempts, auditLog, deliveries, destinations, events, healthTransitions } from "./HistorySchema.js"
+import { attemptFinishedAt, destinationExists, HistoryStore } from "./HistoryStore.js"
+
+/** Rows per statement, well below Postgres' 65535 bind parameters for the widest table. */
+const rowsPerStatement = 1000
+
+const inChunks = async <A>(rows: ReadonlyArray<A>, run: (chunk: A[]) => Promise<unknown>): Promise<void> => {
+  for (const chunk of Array.chunksOf(rows, rowsPerStatement)) await run(chunk)
+}
+
+const toDate = (timestamp: string): Date => new Date(timestamp)
+const toIso = (date: Date): string => date.toISOString()
+const toIsoOrNull = (date: Date | null): string | null => (date === null ? null : date.toISOString())
+
+// ---- destinations
+
+type DestinationRow = typeof destinations.$inferSelect
+
+/** Stored settings over today's defaults, so rows written by an older version gain new fields. */
+const withDefaults = (stored: Partial<Destination.DestinationSettings>): Destination.DestinationSettings => ({
+  ...Destination.defaultSettings,
+  ...stored,
+  retry: { ...Destination.defaultSettings.retry, ...stored.retry },
+  health: { ...Destination.defaultSettings.health, ...stored.health }
+})
+
+const fromDestinationRow = (row: DestinationRow): Destination.Destination => ({
+  id: row.id,
+  name: row.name,
+  url: row.url,
+  subscriptions: row.subscriptions,
+  secret: row.secret,
+  ...withDefaults(row.settings),
+  createdAt: toIso(row.createdAt),
+  updatedAt: toIso(row.updatedAt)
+})
+
+const toDestinationRow = (destination: Destination.Destination): DestinationRow => {
+  const { id, name, url, subscriptions, secret, createdAt, updatedAt, ...settings } = destination
+  return { id, name, url, subscriptions, secret, settings, createdAt: toDate(createdAt), updatedAt: toDate(updatedAt) }
+}
+
+// ---- events
+
+const toEventRow = (event: History.StoredEvent): typeof events.$inferInsert => ({
+  id: event.id,
+  type: event.type,
+  key: event.key,
+  version: event.version,
+  idempotencyKey: event.idempotencyKey,
+  occurredAt: toDate(event.occurredAt),
+  receivedAt: toDate(event.receivedAt),
+  streamSeq: event.streamSeq,
+  data: event.data ?? null,
+  headers: event.headers
+})
+
+const fromEventRow = (row: typeof events.$inferSelect): History.StoredEvent => ({
+  ...row,
+  occurredAt: toIso(row.occurredAt),
+  receivedAt: toIso(row.receivedAt)
+})
+
+const insertEventRows = (db: HistoryDatabase, rows: ReadonlyArray<History.StoredEvent>) =>
+  inChunks(rows, (chunk) => db.insert(events).values(chunk.map(toEventRow)).onConflictDoNothing({ target: events.id }))
+
+// ---- facts
+
+/** The value the conflicting insert proposed for `column`. */
+const excluded = (column: PgColumn): SQL => sql.raw(`excluded."${column.name}"`)
+
+/** The incoming value when the incoming fact is at least as new as the stored delivery, else the stored one. */
+const ifNewer = (column: PgColumn): SQL =>
+  sql`case when excluded."updated_at" >= ${deliveries.updatedAt} then ${excluded(column)} else ${column} end`
+
+const deliveryTarget = [deliveries.eventId, deliveries.destinationId]
+
+/** Set on every delivery upsert: the earliest creation, the latest update. */
+const timestampsOnConflict = {
+  createdAt: sql`least(${deliveries.createdAt}, ${excluded(deliveries.createdAt)})`,
+  updatedAt: sql`greatest(${deliveries.updatedAt}, ${excluded(deliveries.updatedAt)})`
+}
+
+const insertAttemptRows = (db: HistoryDatabase, facts: ReadonlyArray<AttemptFinished>) =>
+  inChunks(facts, (chunk) =>
+    db
+      .insert(attempts)
+      .values(
+        chunk.map((f) => ({
+          id: f.id,
+          eventId: f.eventId,
+          destinationId: f.destinationId,
+          attempt: f.attempt,
+          startedAt: toDate(f.startedAt),
+          durationMs: f.durationMs,
+          outcome: f.outcome,
+          statusCode: f.statusCode,
+          error: f.error,
+          responseExcerpt: f.responseExcerpt
+        }))
+      )
+      .onConflictDoNothing({ target: attempts.id })
+  )
+
+/** At most one fact per delivery: a multi-row upsert may not touch a row twice. */
+const upsertDeliveriesAfterAttempts = (db: HistoryDatabase, facts: ReadonlyArray<AttemptFinished>) =>
+  inChunks(facts, (chunk) =>
+    db
+      .insert(deliveries)
+      .values(
+        chunk.map((f) => ({
+          eventId: f.eventId,
+          destinationId: f.destinationId,
+          state: f.state,
+          attempts: f.attempt,
+          lastStatusCode: f.statusCode,
+          lastError: f.error,
+          nextAttemptAt: f.nextAttemptAt === null ? null : toDate(f.nextAttemptAt),
+          createdAt: toDate(f.startedAt),
+          updatedAt: toDate(attemptFinishedAt(f))
+        }))
+      )
+      .onConflictDoUpdate({
+        target: deliveryTarget,
+        set: {
+          state: ifNewer(deliveries.state),
+          lastStatusCode: ifNewer(deliveries.lastStatusCode),
+          lastError: ifNewer(deliveries.lastError),
+          nextAttemptAt: ifNewer(deliveries.nextAttemptAt),
+          attempts: sql`greatest(${deliveries.attempts}, ${excluded(deliveries.attempts)})`,
+          ...timestampsOnConflict
+        }
+      })
+  )
+
+/** At most one fact per delivery, as above. A change without a reason keeps the last error. */
+const upsertDeliveriesAfterChanges = (db: HistoryDatabase, facts: ReadonlyArray<DeliveryChanged>) =>
+  inChunks(facts, (chunk) =>
+    db
+      .insert(deliveries)
+      .values(
+        chunk.map((f) => ({
+          eventId: f.eventId,
+          destinationId: f.destinationId,
+          state: f.state,
+          lastError: f.reason,
+          canceledBy: f.canceledBy,
+          duplicateOf: f.duplicateOf,
+          ignoredReason: f.ignoredReason,
+          nextAttemptAt: null,
+          createdAt: toDate(f.at),
+          updatedAt: toDate(f.at)
+        }))
+      )
+      .onConflictDoUpdate({
+        target: deliveryTarget,
+        set: {
+          state: ifNewer(deliveries.state),
+          canceledBy: ifNewer(deliveries.canceledBy),
+          duplicateOf: ifNewer(deliveries.duplicateOf),
+          ignoredReason: ifNewer(deliveries.ignoredReason),
+          nextAttemptAt: ifNewer(deliveries.nextAttemptAt),
+          lastError: sql`coalesce(${ifNewer(deliveries.lastError)}, ${deliveries.lastError})`,
+          ...timestampsOnConflict
+        }
+      })
+  )
+
+const insertHealthTransitions = (db: HistoryDatabase, facts: ReadonlyArray<HealthChanged>) =>
+  inChunks(facts, (chunk) =>
+    db
+      .insert(healthTransitions)
+      .values(
+        chunk.map((f) => ({
+          id: f.id,
+          destinationId: f.destinationId,
+          fromState: f.from,
+          toState: f.to,
+          reason: f.reason,
+          at: toDate(f.at)
+        }))
+      )
+      .onConflictDoNothing({ target: healthTransitions.id })
+  )
+
+const insertAuditEntries = (db: HistoryDatabase, facts: ReadonlyArray<OperatorActed>) =>
+  inChunks(facts, (chunk) =>
+    db
+      .insert(auditLog)
+      .values(
+        chunk.map((f) => ({
+          id: f.id,
+          at: toDate(f.at),
+          actor: f.actor,
+          action: f.action,
+          destinationId: f.destinationId,
+          details: f.details ?? null
+        }))
+      )
+      .onConflictDoNothing({ target: auditLog.id })
+  )
+
+type DeliveryFact = AttemptFinished | DeliveryChanged
+
+/**
+ * Splits a batch's delivery facts into rounds holding at most one fact per delivery,
+ * the n-th fact of a delivery in the n-th round, so applying the rounds one after the
+ * other applies each delivery's facts in batch order.
+ */
+const inRounds = (facts: ReadonlyArray<DeliveryFact>): ReadonlyArray<ReadonlyArray<DeliveryFact>> => {
+  const rounds: DeliveryFact[][] = []
+  const seen = new Map<string, number>()
+  for (const fact of facts) {
+    const key = `${fact.eventId}\u0000${fact.destinationId}`
+    const round = seen.get(key) ?? 0
+    seen.set(key, round + 1)
+    ;(rounds[round] ??= []).push(fact)
+  }
+  return rounds
+}
+
+const applyFactBatch = async (db: HistoryDatabase, facts: ReadonlyArray<Fact>): Promise<void> => {
+  const ofTag = <T extends Fact["_tag"]>(tag: T, from: ReadonlyArray<Fact>) =>
+    from.filter((f): f is Extract<Fact, { _tag: T }> => f._tag === tag)
+  await insertAttemptRows(db, ofTag("AttemptFinished", facts))
+  const deliveryFacts = facts.filter((f): f is DeliveryFact => f._tag === "AttemptFinished" || f._tag === "DeliveryChanged")
+  for (const round of inRounds(deliveryFacts)) {
+    await upsertDeliveriesAfterAttempts(db, ofTag("AttemptFinished", round))
+    await upsertDeliveriesAfterChanges(db, ofTag("DeliveryChanged", round))
+  }
+  await insertHealthTransitions(db, ofTag("HealthChanged", facts))
+  await insertAuditEntries(db, ofTag("OperatorActed", facts))
+}
+
+// ---- reads
+
+const fromAttemptRow = (row: typeof attempts.$inferSelect): History.Attempt => ({
+  attempt: row.attempt,
+  startedAt: toIso(row.startedAt),
+  durationMs: row.durationMs,
+  outcome: row.outcome,
+  statusCode: row.statusCode,
+  error: row.error,
+  responseExcerpt: row.responseExcerpt
+})
+
+const fromDeliveryRow = (row: typeof deliveries.$inferSelect): History.Delivery => ({
+  ...row,
+  nextAttemptAt: toIsoOrNull(row.nextAttemptAt),
+  createdAt: toIso(row.createdAt),
+  updatedAt: toIso(row.updatedAt)
+})
+
+const readEvent = async (db: HistoryDatabase, id: string): Promise<Option.Option<History.EventDetail>> => {
+  const [event] = await db.select().from(events).where(eq(events.id, id))
+  if (event === undefined) return Option.none()
+  const deliveryRows = await db
+    .select()
+    .from(deliveries)
+    .where(eq(deliveries.eventId, id))
+    .orderBy(asc(deliveries.destinationId))
+  const attemptRows = await db
+    .select()
+    .from(attempts)
+    .where(eq(attempts.eventId, id))
+    .orderBy(asc(attempts.startedAt), asc(attempts.attempt))
+  return Option.some({
+    event: fromEventRow(event),
+    deliveries: deliveryRows.map((row) => ({
+      ...fromDeliveryRow(row),
+      attemptLog: attemptRows.filter((a) => a.destinationId === row.destinationId).map(fromAttemptRow)
+    }))
+  })
+}
+
+const make = Effect.gen(function* () {
+  const { db } = yield* Database
+  const query = <A>(what: string, run: (db: HistoryDatabase) => Promise<A>): Effect.Effect<A, HistoryUnavailable> =>
+    Effect.tryPromise({
+      try: () => run(db),
+      catch: (cause) => new HistoryUnavailable({ message: `${what} failed: ${describeCause(cause)}` })
+    })
+
+  return HistoryStore.of({
+    listDestinations: query("listing destinations", (db) =>
+      db.select().from(destinations).orderBy(asc(destinations.id))
+    ).pipe(Effect.map(Array.map(fromDestinationRow))),
+    getDestination: (id) =>
+      query(`reading destination ${id}`, (db) => db.select().from(destinations).where(eq(destinations.id, id))).pipe(
+        Effect.map((rows) => Array.head(rows).pipe(Option.map(fromDestinationRow)))
+      ),
+    insertDestination: (destination) =>
+      query(`creating destination ${destination.id}`, (db) =>
+        db
+          .insert(destinations)
+          .values(toDestinationRow(destination))
+          .onConflictDoNothing({ target: destinations.id })
+          .returning({ id: destinations.id })
+      ).pipe(
+        Effect.filterOrFail(Array.isNonEmptyReadonlyArray, () => destinationExists(destination.id)),
+        Effect.asVoid
+      ),
+    updateDestination: (destination) =>
+      query(`updating destination ${destination.id}`, (db) => {
+        const { id: _id, ...changes } = toDestinationRow(destination)
+        return db.update(destinations).set(changes).where(eq(destinations.id, destination.id))
+      }).pipe(Effect.asVoid),
+    deleteDestination: (id) =>
+      query(`deleting destination ${id}`, (db) =>
+        db.delete(destinations).where(eq(destinations.id, id)).returning({ id: destinations.id })
+      ).pipe(Effect.map(Array.isNonEmptyReadonlyArray)),
+    insertEvents: (batch) =>
+      batch.length === 0
+        ? Effect.void
+        : query(`storing ${batch.length} events`, (db) => db.transaction((tx) => insertEventRows(tx, batch))),
+    applyFacts: (facts) =>
+      facts.length === 0
+        ? Effect.void
+        : query(`applying ${facts.length} facts`, (db) => db.transaction((tx) => applyFactBatch(tx, facts))),
+    getEvent: (id) => query(`reading event ${id}`, (db) => readEvent(db, id))
+  })
+})
+
+/** The history store on the database the `Database` layer opened. */
+export const layer: Layer.Layer<HistoryStore, never, Database> = Layer.effect(HistoryStore, make)
