@@ -38,11 +38,14 @@ export const EventKey = Schema.String.pipe(
   Schema.maxLength(256, { message: () => "must be at most 256 characters" })
 ).annotations({ identifier: "EventKey" })
 
-/** Monotonic per key: a non-negative integer, or an RFC 3339 time. */
-export const EventVersion = Schema.Union(
-  Schema.NonNegativeInt.annotations({ message: () => "must be a non-negative integer or an RFC 3339 timestamp" }),
-  Timestamp
-).annotations({ identifier: "EventVersion" })
+/**
+ * Monotonic per key: a non-negative integer, or an RFC 3339 time. The message overrides the
+ * members' own, which would otherwise report "Expected number" for a malformed time.
+ */
+export const EventVersion = Schema.Union(Schema.NonNegativeInt, Timestamp).annotations({
+  identifier: "EventVersion",
+  message: () => ({ message: "must be a non-negative integer or an RFC 3339 timestamp", override: true })
+})
 export type EventVersion = typeof EventVersion.Type
 
 export const IdempotencyKey = Schema.String.pipe(
@@ -55,8 +58,8 @@ export const EventHeaders = Schema.Record({
   key: Schema.String.pipe(
     Schema.pattern(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$/, { message: () => "header names must be HTTP tokens" })
   ),
-  value: Schema.String.pipe(Schema.maxLength(4096))
-})
+  value: Schema.String.pipe(Schema.maxLength(4096, { message: () => "header values must be at most 4096 characters" }))
+}).annotations({ message: () => "must be an object of header names to string values" })
 
 /** The stored and delivered envelope: every field resolved. */
 export class Envelope extends Schema.Class<Envelope>("Envelope")({
@@ -144,22 +147,32 @@ export const encodeEnvelope = (envelope: Envelope): string =>
     headers: envelope.headers
   })
 
-const decodeStored = Schema.decodeUnknownEither(Schema.parseJson(Envelope), { errors: "first" })
+/** `exact`, so a stored envelope without `data` is rejected instead of read as `undefined`. */
+const decodeStored = Schema.decodeUnknownEither(Schema.parseJson(Envelope), { errors: "first", exact: true })
 
 /** Decodes an envelope read back from JetStream. */
 export const decodeEnvelope = (json: string): Either.Either<Envelope, InvalidEnvelope> =>
   decodeStored(json).pipe(Either.mapLeft((error) => new InvalidEnvelope(describeParseError(error))))
 
+/** Fraction digits past the millisecond, which `Date.parse` drops (database times carry microseconds). */
+const subMillisecond = (time: string): string => /\.\d{3}(\d*)/.exec(time)?.[1] ?? ""
+
+const compare = <A extends number | string>(x: A, y: A): -1 | 0 | 1 => (x < y ? -1 : x > y ? 1 : 0)
+
 /**
- * Orders two versions of one key. Numbers compare numerically and times chronologically;
- * a number and a time are incomparable (`undefined`), which callers treat as "not older".
+ * Orders two versions of one key. Numbers compare numerically and times chronologically,
+ * to any fraction of a second; a number and a time are incomparable (`undefined`), which
+ * callers treat as "not older".
  */
 export const compareVersions = (a: EventVersion, b: EventVersion): -1 | 0 | 1 | undefined => {
-  if (typeof a === "number" && typeof b === "number") return a < b ? -1 : a > b ? 1 : 0
+  if (typeof a === "number" && typeof b === "number") return compare(a, b)
   if (typeof a === "string" && typeof b === "string") {
-    const x = Date.parse(a)
-    const y = Date.parse(b)
-    return x < y ? -1 : x > y ? 1 : 0
+    const byMillis = compare(Date.parse(a), Date.parse(b))
+    if (byMillis !== 0) return byMillis
+    const x = subMillisecond(a)
+    const y = subMillisecond(b)
+    const width = Math.max(x.length, y.length)
+    return compare(x.padEnd(width, "0"), y.padEnd(width, "0"))
   }
   return undefined
 }

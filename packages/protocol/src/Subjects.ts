@@ -71,3 +71,10 @@ export const consumerFilter = (patterns: ReadonlyArray<string>): string =>
 
 /** Core NATS subject on which a changed destination's id is announced to every broker process. */
 export const CONTROL_DESTINATIONS = "sluice.control.destinations"
+
+/** Operator replays, one subject per destination, consumed by that destination's actor. */
+export const REPLAYS_STREAM = "SLUICE_REPLAYS"
+export const REPLAYS_PREFIX = "sluice.replay"
+export const REPLAYS_WILDCARD = `${REPLAYS_PREFIX}.>`
+export const replaySubject = (destinationId: string): string => `${REPLAYS_PREFIX}.${destinationId}`
+export const replayConsumer = (destinationId: string): string => `replay_${destinationId}`
