@@ -9,12 +9,16 @@ import * as AdminServer from "./AdminServer.js"
 import { BrokerConfig } from "./BrokerConfig.js"
 import * as Database from "./Database.js"
 import * as Destinations from "./Destinations.js"
+import * as HealthStore from "./HealthStore.js"
 import * as HistoryWriter from "./HistoryWriter.js"
 import * as HttpSender from "./HttpSender.js"
+import * as IdempotencyStore from "./IdempotencyStore.js"
+import * as KeyVersions from "./KeyVersions.js"
 import * as Nats from "./Nats.js"
 import * as NatsServer from "./NatsServer.js"
 import * as PgHistoryStore from "./PgHistoryStore.js"
 import * as Recorder from "./Recorder.js"
+import * as Replay from "./Replay.js"
 import * as Supervisor from "./Supervisor.js"
 
 /** The configured NATS, or an embedded nats-server kept under the data directory. */
@@ -41,6 +45,7 @@ export const databaseLayer = Layer.unwrapEffect(
 )
 
 const core = Layer.mergeAll(Supervisor.layer, HistoryWriter.layer).pipe(
+  Layer.provideMerge(Layer.mergeAll(HealthStore.layer, KeyVersions.layer, IdempotencyStore.layer)),
   Layer.provideMerge(Recorder.layer),
   Layer.provideMerge(HttpSender.layer),
   Layer.provideMerge(PgHistoryStore.layer),
@@ -50,7 +55,7 @@ const core = Layer.mergeAll(Supervisor.layer, HistoryWriter.layer).pipe(
 )
 
 /** Everything but the HTTP server: what in-process tests need. */
-export const layerWithoutServer = Destinations.layer.pipe(Layer.provideMerge(core))
+export const layerWithoutServer = Layer.mergeAll(Destinations.layer, Replay.layer).pipe(Layer.provideMerge(core))
 
 /** The broker with its admin API. */
 export const layer = AdminServer.layer.pipe(Layer.provideMerge(layerWithoutServer))

@@ -2,8 +2,9 @@
  * Every setting of the broker, decoded once at start from environment variables and an
  * optional JSON config file. A bad value fails the start with a message naming the setting.
  */
-import { Config, ConfigProvider, Context, Duration, Effect, Layer, Option } from "effect"
+import { Config, ConfigProvider, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { readFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
 
 export interface BrokerSettings {
   /** External NATS; none = launch an embedded nats-server. */
@@ -15,10 +16,18 @@ export interface BrokerSettings {
   readonly adminHost: string
   /** 0 picks a free port (tests). */
   readonly adminPort: number
+  /** The built admin web app the admin address serves (`pnpm --filter @sluice/admin-web build`). */
+  readonly adminWebDir: string
   readonly streamMaxAge: Duration.Duration
   readonly duplicateWindow: Duration.Duration
   readonly maxEventBytes: number
+  /** Largest HTTP ingest request body (one event or a batch). */
+  readonly maxIngestBytes: number
   readonly streamReplicas: number
+  /** Bearer token of the admin API; none = generated once into `<dataDir>/admin-token`. */
+  readonly adminToken: Option.Option<Redacted.Redacted>
+  /** Bearer token of HTTP ingest; none = generated once into `<dataDir>/producer-token`. */
+  readonly producerToken: Option.Option<Redacted.Redacted>
   /** Name this process reports (logs, history). */
   readonly processName: string
 }
@@ -31,15 +40,30 @@ export const defaults: BrokerSettings = {
   dataDir: ".sluice",
   adminHost: "127.0.0.1",
   adminPort: 7700,
+  adminWebDir: fileURLToPath(new URL("../../admin-web/dist", import.meta.url)),
   streamMaxAge: Duration.days(7),
   duplicateWindow: Duration.minutes(2),
   maxEventBytes: 1024 * 1024,
+  maxIngestBytes: 4 * 1024 * 1024,
   streamReplicas: 1,
+  adminToken: Option.none(),
+  producerToken: Option.none(),
   processName: `sluice-${process.pid}`
 }
 
 const nonEmptyString = (name: string) =>
   Config.string(name).pipe(Config.validate({ message: "must not be empty", validation: (s) => s.trim().length > 0 }))
+
+/** A bearer token: long enough not to be guessed, and without blanks that HTTP would trim away. */
+const token = (name: string) =>
+  Config.option(
+    Config.redacted(name).pipe(
+      Config.validate({
+        message: "must be at least 16 characters without blanks (e.g. `openssl rand -hex 32`)",
+        validation: (r) => /^\S{16,}$/.test(Redacted.value(r))
+      })
+    )
+  )
 
 /** The settings, with the environment variable that sets each (documented in the README). */
 export const config: Config.Config<BrokerSettings> = Config.all({
@@ -51,12 +75,31 @@ export const config: Config.Config<BrokerSettings> = Config.all({
   ),
   dataDir: nonEmptyString("SLUICE_DATA_DIR").pipe(Config.withDefault(defaults.dataDir)),
   adminHost: nonEmptyString("SLUICE_ADMIN_HOST").pipe(Config.withDefault(defaults.adminHost)),
-  adminPort: Config.port("SLUICE_ADMIN_PORT").pipe(Config.withDefault(defaults.adminPort)),
+  // 0 picks a free port (tests, several brokers on one machine); the start banner shows it.
+  adminPort: Config.integer("SLUICE_ADMIN_PORT").pipe(
+    Config.validate({ message: "must be a port number from 0 to 65535", validation: (n) => n >= 0 && n <= 65535 }),
+    Config.withDefault(defaults.adminPort)
+  ),
+  adminWebDir: nonEmptyString("SLUICE_ADMIN_WEB_DIR").pipe(
+    Config.withDescription("Directory of the built admin web app; default: the admin-web package's dist/"),
+    Config.withDefault(defaults.adminWebDir)
+  ),
   streamMaxAge: Config.duration("SLUICE_STREAM_MAX_AGE").pipe(Config.withDefault(defaults.streamMaxAge)),
   duplicateWindow: Config.duration("SLUICE_DUPLICATE_WINDOW").pipe(Config.withDefault(defaults.duplicateWindow)),
   maxEventBytes: Config.integer("SLUICE_MAX_EVENT_BYTES").pipe(
     Config.validate({ message: "must be between 1024 and 67108864", validation: (n) => n >= 1024 && n <= 64 * 1024 * 1024 }),
     Config.withDefault(defaults.maxEventBytes)
+  ),
+  maxIngestBytes: Config.integer("SLUICE_MAX_INGEST_BYTES").pipe(
+    Config.withDescription("Largest POST /api/v1/events body; larger requests get 413"),
+    Config.validate({ message: "must be between 1024 and 268435456", validation: (n) => n >= 1024 && n <= 256 * 1024 * 1024 }),
+    Config.withDefault(defaults.maxIngestBytes)
+  ),
+  adminToken: token("SLUICE_ADMIN_TOKEN").pipe(
+    Config.withDescription("Bearer token of the admin API; unset = generated once into <data dir>/admin-token")
+  ),
+  producerToken: token("SLUICE_PRODUCER_TOKEN").pipe(
+    Config.withDescription("Bearer token of HTTP ingest; unset = generated once into <data dir>/producer-token")
   ),
   streamReplicas: Config.integer("SLUICE_STREAM_REPLICAS").pipe(
     Config.validate({ message: "must be 1, 3 or 5", validation: (n) => n === 1 || n === 3 || n === 5 }),

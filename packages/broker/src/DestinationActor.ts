@@ -1,17 +1,27 @@
 /**
  * One actor per destination: pulls the destination's durable consumer, keeps events of one
- * key in order, delivers them over HTTP within the destination's concurrency, and settles
- * each JetStream message only after the outcome is recorded.
+ * key in order, delivers them over HTTP within the destination's concurrency and rate limit,
+ * and settles each JetStream message only after the outcome is recorded. Its health decides
+ * what it does: deliver (`active`, `recovering`), probe the oldest pending event (`down`),
+ * nothing (`paused`), or record arrivals as `disabled`.
  */
 import type { Consumer, ConsumerConfig, JsMsg } from "@nats-io/jetstream"
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
-import type { Destination } from "@sluice/protocol"
+import type { Destination, States } from "@sluice/protocol"
 import { Envelope, Subjects } from "@sluice/protocol"
-import { Clock, Effect, Either, FiberSet, Option, Random, Schedule, Stream } from "effect"
+import { Clock, Effect, Either, Fiber, FiberSet, Option, Queue, Random, Schedule, Stream, SubscriptionRef } from "effect"
+import * as Admission from "./Admission.js"
+import * as ConsumerStream from "./ConsumerStream.js"
 import * as Fact from "./Fact.js"
+import * as HealthMachine from "./HealthMachine.js"
+import { HealthStore } from "./HealthStore.js"
+import type { SendResult } from "./HttpSender.js"
 import { HttpSender } from "./HttpSender.js"
+import { IdempotencyStore } from "./IdempotencyStore.js"
+import { KeyVersions } from "./KeyVersions.js"
 import { Nats } from "./Nats.js"
+import * as RateLimiter from "./RateLimiter.js"
 import { Recorder } from "./Recorder.js"
 import * as ResponseClass from "./ResponseClass.js"
 import * as RetryPolicy from "./RetryPolicy.js"
@@ -25,6 +35,16 @@ interface Item {
   readonly msg: JsMsg
   readonly envelope: Envelope.Envelope
   readonly body: string
+  /** Attempts made so far, earlier deliveries of the message included. */
+  attempts: number
+  /** Attempts that count against the retry policy (not 429s). */
+  counted: number
+  /** A request for it is on the wire: too late to cancel. */
+  inFlight: boolean
+  /** Acknowledged or terminated (completed, dead, canceled…): nothing more to do. */
+  settled: boolean
+  /** A newer version that supersedes it arrived while it was in flight: canceled unless that attempt succeeds. */
+  supersededBy: string | undefined
 }
 
 /** What to do with an event after an attempt. */
@@ -32,6 +52,24 @@ type Decision =
   | { readonly _tag: "Complete" }
   | { readonly _tag: "Retry"; readonly delayMs: number; readonly counted: boolean }
   | { readonly _tag: "Dead"; readonly reason: string }
+  | { readonly _tag: "Disabled"; readonly reason: string }
+
+/** The event was settled by someone else (canceled by a newer version) before its attempt began. */
+type Superseded = { readonly _tag: "Superseded" }
+const superseded: Superseded = { _tag: "Superseded" }
+
+const stateAfter = (decision: Decision): States.DeliveryState => {
+  switch (decision._tag) {
+    case "Complete":
+      return "completed"
+    case "Retry":
+      return "errored"
+    case "Dead":
+      return "dead"
+    case "Disabled":
+      return "disabled"
+  }
+}
 
 const consumerConfig = (destination: Destination.Destination): Partial<ConsumerConfig> => ({
   durable_name: Subjects.destinationConsumer(destination.id),
@@ -45,7 +83,8 @@ const consumerConfig = (destination: Destination.Destination): Partial<ConsumerC
 
 /**
  * Creates the destination's durable consumer, or brings an existing one in line with the
- * destination. A new destination starts with events published from now on.
+ * destination. A new destination gets the events published since it was created, so an
+ * event published right after `create` returned is never missed.
  */
 export const ensureConsumer = (destination: Destination.Destination) =>
   Effect.gen(function* () {
@@ -61,7 +100,11 @@ export const ensureConsumer = (destination: Destination.Destination) =>
     )
     if (Option.isNone(existing)) {
       yield* Effect.tryPromise(() =>
-        jsm.consumers.add(Subjects.EVENTS_STREAM, { ...desired, deliver_policy: DeliverPolicy.New })
+        jsm.consumers.add(Subjects.EVENTS_STREAM, {
+          ...desired,
+          deliver_policy: DeliverPolicy.StartTime,
+          opt_start_time: destination.createdAt
+        })
       )
     } else {
       const current = existing.value.config
@@ -87,92 +130,194 @@ export const ensureConsumer = (destination: Destination.Destination) =>
     return yield* Effect.tryPromise(() => js.consumers.get(Subjects.EVENTS_STREAM, name))
   })
 
-/** Removes the destination's consumer (the destination was deleted). */
+/** The destination's consumer of operator replays, created when missing. */
+export const ensureReplayConsumer = (destination: Destination.Destination) =>
+  Effect.gen(function* () {
+    const { js, jsm } = yield* Nats
+    const name = Subjects.replayConsumer(destination.id)
+    yield* Effect.tryPromise(() => jsm.consumers.info(Subjects.REPLAYS_STREAM, name)).pipe(
+      Effect.catchIf(
+        (error) => error.error instanceof JetStreamApiError && error.error.code === JetStreamApiCodes.ConsumerNotFound,
+        () =>
+          Effect.tryPromise(() =>
+            jsm.consumers.add(Subjects.REPLAYS_STREAM, {
+              durable_name: name,
+              description: `Sluice replays for destination ${destination.id}`,
+              ack_policy: AckPolicy.Explicit,
+              ack_wait: nanos(ACK_WAIT_MS),
+              max_ack_pending: 1_000,
+              max_deliver: -1,
+              deliver_policy: DeliverPolicy.All,
+              filter_subject: Subjects.replaySubject(destination.id)
+            })
+          )
+      )
+    )
+    return yield* Effect.tryPromise(() => js.consumers.get(Subjects.REPLAYS_STREAM, name))
+  })
+
+/** Removes the destination's consumers (the destination was deleted). */
 export const removeConsumer = (destinationId: string) =>
   Effect.gen(function* () {
     const { jsm } = yield* Nats
-    yield* Effect.tryPromise(() => jsm.consumers.delete(Subjects.EVENTS_STREAM, Subjects.destinationConsumer(destinationId))).pipe(
-      Effect.catchIf(
-        (error) => error.error instanceof JetStreamApiError && error.error.code === JetStreamApiCodes.ConsumerNotFound,
-        () => Effect.void
+    const remove = (stream: string, name: string) =>
+      Effect.tryPromise(() => jsm.consumers.delete(stream, name)).pipe(
+        Effect.catchIf(
+          (error) =>
+            error.error instanceof JetStreamApiError && error.error.code === JetStreamApiCodes.ConsumerNotFound,
+          () => Effect.void
+        )
       )
-    )
+    yield* remove(Subjects.EVENTS_STREAM, Subjects.destinationConsumer(destinationId))
+    yield* remove(Subjects.REPLAYS_STREAM, Subjects.replayConsumer(destinationId))
   })
 
-/** Runs the actor until interrupted; fails if its consumer goes away (the supervisor restarts it). */
-export const run = (destination: Destination.Destination) =>
+/** Events before replays, each in stream order: the order held messages are handled and released in. */
+const streamOrder = (a: JsMsg, b: JsMsg): number =>
+  a.info.stream === b.info.stream ? a.seq - b.seq : a.info.stream < b.info.stream ? -1 : 1
+
+/**
+ * Runs `a` and `b` until either ends, then interrupts the other and waits for its finalizers,
+ * also when the caller itself is interrupted. The actor relies on that order: a mode's
+ * consumption must be closed before anything held is released.
+ */
+const firstOf = <A, E, R, B, E2, R2>(a: Effect.Effect<A, E, R>, b: Effect.Effect<B, E2, R2>) =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function* () {
+      const fa = yield* Effect.fork(restore(a))
+      const fb = yield* Effect.fork(restore(b))
+      return yield* restore(Effect.raceFirst(Fiber.join(fa), Fiber.join(fb))).pipe(
+        Effect.ensuring(Effect.zipRight(Fiber.interrupt(fa), Fiber.interrupt(fb)))
+      )
+    })
+  )
+
+/** What the actor does in a health state: `active` and `recovering` both deliver (recovering at a ramped rate). */
+type Mode = "deliver" | "probe" | "wait" | "disabled"
+
+const modeOf = (state: States.HealthState): Mode =>
+  HealthMachine.deliversEvents(state)
+    ? "deliver"
+    : HealthMachine.probes(state)
+      ? "probe"
+      : state === "paused"
+        ? "wait"
+        : "disabled"
+
+/** How often a `down` destination checks whether it has been down for too long. */
+const tickEvery = (policy: Destination.HealthPolicy) => Math.max(100, Math.min(60_000, policy.disableAfterMs / 10))
+
+/**
+ * Runs the actor until interrupted; fails if its consumer goes away (the supervisor restarts
+ * it). `settings` brings the changes that apply without a restart: URL, secret, headers,
+ * timeout, rate limit, retry and health policies.
+ */
+export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destination>) =>
   Effect.scoped(
     Effect.gen(function* () {
-      const consumer: Consumer = yield* ensureConsumer(destination)
+      const initial = yield* SubscriptionRef.get(settings)
+      const consumer: Consumer = yield* ensureConsumer(initial)
+      const replays: Consumer = yield* ensureReplayConsumer(initial)
       const sender = yield* HttpSender
       const recorder = yield* Recorder
-      const semaphore = yield* Effect.makeSemaphore(destination.maxConcurrency)
+      const healthStore = yield* HealthStore
+      const keyVersions = yield* KeyVersions
+      const idempotency = yield* IdempotencyStore
+      const health = yield* SubscriptionRef.make(yield* healthStore.get(initial))
+      yield* healthStore.watch(initial.id, (status) => SubscriptionRef.set(health, status))
+      const limiter = yield* RateLimiter.make(initial.rateLimit)
+      yield* settings.changes.pipe(
+        Stream.runForEach((d) => limiter.setLimit(d.rateLimit)),
+        Effect.forkScoped
+      )
+      yield* health.changes.pipe(
+        Stream.runForEach((status) =>
+          Effect.flatMap(SubscriptionRef.get(settings), (d) => limiter.setFactor(HealthMachine.rampFactor(status, d.health)))
+        ),
+        Effect.forkScoped
+      )
+      const semaphore = yield* Effect.makeSemaphore(initial.maxConcurrency)
 
-      // Messages this actor holds unacknowledged. Released for redelivery when the actor stops,
-      // kept alive with heartbeats while it runs (long retries, slow destinations).
-      const held = new Set<JsMsg>()
+      /** Permits per request: while recovering concurrency ramps up with the rate, so even an unlimited destination is eased back in. */
+      const permits = Effect.gen(function* () {
+        const status = yield* SubscriptionRef.get(health)
+        const ramp = HealthMachine.rampFactor(status, (yield* SubscriptionRef.get(settings)).health)
+        return Math.max(1, Math.min(initial.maxConcurrency, Math.round(1 / ramp)))
+      })
+
+      // Messages this actor holds unacknowledged, with their event once decoded. They are kept
+      // alive with heartbeats (long retries, slow destinations) and carried from one mode to the
+      // next (a pause, an outage), so the oldest stays first: JetStream redelivers released
+      // messages in the order they were released, not in stream order. Only when the actor
+      // stops are they released, oldest first.
+      const held = new Map<JsMsg, Item | null>()
+      yield* Effect.sync(() => {
+        for (const msg of held.keys()) msg.working()
+      }).pipe(Effect.repeat(Schedule.spaced(ACK_WAIT_MS / 3)), Effect.forkScoped)
       yield* Effect.addFinalizer(() =>
         Effect.sync(() => {
-          for (const msg of held) msg.nak()
+          const all = Array.from(held.keys()).sort(streamOrder)
           held.clear()
+          for (const msg of all) msg.nak()
         })
       )
-      const fibers = yield* FiberSet.make()
-      yield* Effect.sync(() => {
-        for (const msg of held) msg.working()
-      }).pipe(Effect.repeat(Schedule.spaced(ACK_WAIT_MS / 3)), Effect.forkScoped)
+      const carry = (msgs: ReadonlyArray<JsMsg>) =>
+        Effect.sync(() => {
+          for (const msg of msgs) if (!held.has(msg)) held.set(msg, null)
+        })
+      /** Held events by key: what a newly arrived event of the key may supersede or duplicate. */
+      const keyed = new Map<string, Set<Item>>()
+      /** Signals the recoverer that an event arrived while it had none to probe. */
+      const arrived = yield* Queue.sliding<void>(1)
 
       const settle = (msg: JsMsg, how: "ack" | "term" | { nakMs: number }) =>
         Effect.sync(() => {
+          const item = held.get(msg)
           held.delete(msg)
+          if (item) {
+            item.settled = true
+            const same = item.envelope.key === undefined ? undefined : keyed.get(item.envelope.key)
+            same?.delete(item)
+            if (same?.size === 0) keyed.delete(item.envelope.key!)
+          }
           if (how === "ack") msg.ack()
           else if (how === "term") msg.term()
           else msg.nak(how.nakMs)
         })
 
-      const attempt = (item: Item, attemptNo: number) =>
+      /** Only the health changes an attempt's result implies; the machine ignores late or stale ones. */
+      const feed = (input: HealthMachine.Input) =>
         Effect.gen(function* () {
-          const startedAt = yield* Clock.currentTimeMillis
-          const timestamp = Math.floor(startedAt / 1000)
-          const result = yield* semaphore.withPermits(1)(
-            sender.send({
-              url: destination.url,
-              method: "POST",
-              headers: {
-                ...item.envelope.headers,
-                "content-type": "application/json",
-                "sluice-event-type": item.envelope.type,
-                "sluice-attempt": String(attemptNo),
-                ...Signer.headers({ secret: destination.secret, id: item.envelope.id, timestamp, body: item.body })
-              },
-              body: item.body,
-              timeoutMs: destination.timeoutMs
-            })
-          )
+          const current = yield* SubscriptionRef.get(health)
+          const d = yield* SubscriptionRef.get(settings)
           const now = yield* Clock.currentTimeMillis
-          const cls = ResponseClass.classify(ResponseClass.exchangeOf(result), now)
-          return { startedAt, result, cls }
-        })
+          if (HealthMachine.transition(current, input, d.health, now).status === current) return
+          yield* healthStore.apply(d, input)
+        }).pipe(Effect.catchAll((error) => Effect.logWarning("health not updated", error)))
 
-      const decide = (item: Item, cls: ResponseClass.ResponseClass, counted: number): Effect.Effect<Decision> => {
+      /** `counted`: counted attempts including this one, if it counts. */
+      const decide = (
+        d: Destination.Destination,
+        item: Item,
+        cls: ResponseClass.ResponseClass,
+        counted: number
+      ): Effect.Effect<Decision> => {
         switch (cls._tag) {
           case "Success":
             return Effect.succeed({ _tag: "Complete" })
           case "Throttled":
             return Effect.succeed({ _tag: "Retry", delayMs: cls.retryAfterMs, counted: false })
           case "Rejected":
-            return Effect.succeed({ _tag: "Dead", reason: "rejected by the destination (4xx)" })
+            return Effect.succeed({ _tag: "Dead", reason: `rejected by the destination (${cls.reason})` })
           case "Gone":
-            return Effect.succeed({ _tag: "Dead", reason: "the destination answered 410 Gone" })
+            return Effect.succeed({ _tag: "Disabled", reason: `the destination answered 410 Gone` })
           case "Failure":
             return Effect.gen(function* () {
-              const now = yield* Clock.currentTimeMillis
-              const random = yield* Random.next
-              const step = RetryPolicy.nextStep(destination.retry, {
+              const step = RetryPolicy.nextStep(d.retry, {
                 attempts: counted,
                 firstAttemptAt: Math.floor(item.msg.info.timestampNanos / 1e6),
-                now,
-                random
+                now: yield* Clock.currentTimeMillis,
+                random: yield* Random.next
               })
               return step._tag === "RetryAt"
                 ? ({ _tag: "Retry", delayMs: step.delayMs, counted: true } as const)
@@ -181,10 +326,36 @@ export const run = (destination: Destination.Destination) =>
         }
       }
 
+      /** What the response says about the destination, for the health machine and the limiter. */
+      const judge = (cls: ResponseClass.ResponseClass, probe: boolean): Effect.Effect<void> => {
+        switch (cls._tag) {
+          case "Success":
+            return feed(probe ? HealthMachine.Input.ProbeSucceeded() : HealthMachine.Input.AttemptSucceeded())
+          case "Failure":
+            return feed(
+              probe
+                ? HealthMachine.Input.ProbeFailed({ reason: cls.reason })
+                : HealthMachine.Input.AttemptFailed({ reason: cls.reason })
+            )
+          case "Gone":
+            return feed(HealthMachine.Input.Gone({ reason: cls.reason }))
+          case "Throttled":
+            // Alive but overloaded: slow down for everyone, without blaming the event.
+            return limiter
+              .throttled(cls.retryAfterMs)
+              .pipe(Effect.zipRight(probe ? feed(HealthMachine.Input.ProbeSucceeded()) : Effect.void))
+          case "Rejected":
+            // The destination answered; the event was wrong, not the destination.
+            return probe ? feed(HealthMachine.Input.ProbeSucceeded()) : Effect.void
+        }
+      }
+
       const recordAttempt = (
         item: Item,
         attemptNo: number,
-        outcome: Effect.Effect.Success<ReturnType<typeof attempt>>,
+        startedAt: number,
+        result: SendResult,
+        cls: ResponseClass.ResponseClass,
         decision: Decision
       ) =>
         Effect.gen(function* () {
@@ -193,114 +364,403 @@ export const run = (destination: Destination.Destination) =>
             new Fact.AttemptFinished({
               id: Envelope.makeEventId(),
               eventId: item.envelope.id,
-              destinationId: destination.id,
+              destinationId: initial.id,
               attempt: attemptNo,
-              startedAt: new Date(outcome.startedAt).toISOString(),
-              durationMs: outcome.result.durationMs,
-              outcome: ResponseClass.toOutcome(outcome.cls),
-              statusCode: outcome.result.status,
+              startedAt: new Date(startedAt).toISOString(),
+              durationMs: result.durationMs,
+              outcome: ResponseClass.toOutcome(cls),
+              statusCode: result.status,
               error:
-                outcome.result.error ??
-                (decision._tag === "Dead" ? decision.reason : outcome.cls._tag === "Success" ? null : `HTTP ${outcome.result.status}`),
-              responseExcerpt: outcome.result.responseExcerpt,
-              state: decision._tag === "Complete" ? "completed" : decision._tag === "Dead" ? "dead" : "errored",
+                result.error ??
+                (decision._tag === "Dead" || decision._tag === "Disabled"
+                  ? decision.reason
+                  : cls._tag === "Success"
+                    ? null
+                    : `HTTP ${result.status}`),
+              responseExcerpt: result.responseExcerpt,
+              state: stateAfter(decision),
               nextAttemptAt: decision._tag === "Retry" ? new Date(now + decision.delayMs).toISOString() : null
             })
           )
         })
 
-      /** Without ordering: one attempt, then JetStream redelivers after the back-off (attempts survive restarts). */
-      const deliverUnordered = (item: Item) =>
+      /**
+       * One attempt: waits for a permit and a rate slot (interruptible), then sends, judges,
+       * records and settles without interruption, so an outcome is never half-applied. A retry
+       * is `hold`: the caller keeps the message; `nak`: JetStream redelivers it after the delay.
+       */
+      const exchange = (
+        item: Item,
+        options: { readonly probe: boolean; readonly onRetry: "hold" | "nak" }
+      ): Effect.Effect<Decision | Superseded> =>
         Effect.gen(function* () {
-          const attemptNo = item.msg.info.deliveryCount
-          const outcome = yield* attempt(item, attemptNo)
-          const decision = yield* decide(item, outcome.cls, attemptNo)
-          yield* recordAttempt(item, attemptNo, outcome, decision)
-          yield* settle(
-            item.msg,
-            decision._tag === "Complete" ? "ack" : decision._tag === "Dead" ? "term" : { nakMs: decision.delayMs }
+          const n = yield* permits
+          return yield* semaphore.withPermits(n)(
+            limiter.take.pipe(
+              // The attempt starts in its rate slot: its recorded start is what the limit accounts for.
+              Effect.flatMap((startedAt) =>
+                Effect.gen(function* () {
+                  // Canceled by a newer version while it waited for its turn.
+                  if (item.settled) return superseded
+                  item.inFlight = true
+                  const d = yield* SubscriptionRef.get(settings)
+                  const attemptNo = item.attempts + 1
+                  const result = yield* sender.send({
+                    url: d.url,
+                    method: "POST",
+                    headers: {
+                      ...item.envelope.headers,
+                      "content-type": "application/json",
+                      "sluice-event-type": item.envelope.type,
+                      "sluice-attempt": String(attemptNo),
+                      ...Signer.headers({
+                        secret: d.secret,
+                        id: item.envelope.id,
+                        timestamp: Math.floor(startedAt / 1000),
+                        body: item.body
+                      })
+                    },
+                    body: item.body,
+                    timeoutMs: d.timeoutMs
+                  })
+                  const cls = ResponseClass.classify(ResponseClass.exchangeOf(result), yield* Clock.currentTimeMillis)
+                  yield* judge(cls, options.probe)
+                  const decision = yield* decide(d, item, cls, item.counted + 1)
+                  item.attempts = attemptNo
+                  if (decision._tag === "Retry" && decision.counted) item.counted += 1
+                  yield* recordAttempt(item, attemptNo, startedAt, result, cls, decision)
+                  item.inFlight = false
+                  if (decision._tag === "Retry" && item.supersededBy !== undefined) {
+                    yield* recordState(item.envelope.id, "canceled", `superseded by event ${item.supersededBy}`, {
+                      canceledBy: item.supersededBy
+                    })
+                    yield* settle(item.msg, "ack")
+                    return superseded
+                  }
+                  switch (decision._tag) {
+                    case "Complete":
+                      yield* rememberDelivered(item)
+                      yield* settle(item.msg, "ack")
+                      break
+                    case "Disabled":
+                      yield* settle(item.msg, "ack")
+                      break
+                    case "Dead":
+                      yield* settle(item.msg, "term")
+                      break
+                    case "Retry":
+                      if (options.onRetry === "nak") yield* settle(item.msg, { nakMs: decision.delayMs })
+                  }
+                  return decision
+                }).pipe(Effect.uninterruptible)
+              )
+            )
           )
+        })
+
+      /** A delivery that ends without an attempt: dead on arrival, canceled, ignored, duplicate, disabled. */
+      const recordState = (
+        eventId: string,
+        state: States.DeliveryState,
+        reason: string,
+        refs: { canceledBy?: string; duplicateOf?: string; ignoredReason?: string } = {}
+      ) =>
+        Effect.gen(function* () {
+          const now = yield* Clock.currentTimeMillis
+          yield* recorder.record(
+            new Fact.DeliveryChanged({
+              id: Envelope.makeEventId(),
+              eventId,
+              destinationId: initial.id,
+              state,
+              at: new Date(now).toISOString(),
+              reason,
+              canceledBy: refs.canceledBy ?? null,
+              duplicateOf: refs.duplicateOf ?? null,
+              ignoredReason: refs.ignoredReason ?? null
+            })
+          )
+        })
+
+      /** The newest delivered version of the key, so stale and repeated versions are recognised later. */
+      const rememberDelivered = (item: Item) => {
+        const { key, version, id } = item.envelope
+        return key === undefined || version === undefined
+          ? Effect.void
+          : keyVersions
+              .completed(initial.id, key, { version, eventId: id })
+              .pipe(Effect.catchAll((error) => Effect.logWarning("delivered version not remembered", error)))
+      }
+
+      /** The first event with this idempotency key; when the store is unreachable, assume this one (deliver rather than drop). */
+      const firstWithKey = (envelope: Envelope.Envelope) =>
+        envelope.idempotencyKey === undefined
+          ? Effect.succeed(envelope.id)
+          : idempotency.claim(envelope.idempotencyKey, envelope.id).pipe(
+              Effect.catchAll((error) =>
+                Effect.logWarning("idempotency key not checked", error).pipe(Effect.as(envelope.id))
+              )
+            )
+
+      /**
+       * Takes a message in: settles at once what this destination should not get (undecodable,
+       * not subscribed, a repeat, stale or duplicate) and cancels what the new event supersedes;
+       * anything else becomes a held item.
+       */
+      const admit = (msg: JsMsg): Effect.Effect<Option.Option<Item>> =>
+        Effect.gen(function* () {
+          held.set(msg, null)
+          const body = msg.string()
+          const decoded = Envelope.decodeEnvelope(body)
+          if (Either.isLeft(decoded)) {
+            const eventId = msg.headers?.get(Subjects.Headers.eventId) || `seq-${msg.seq}`
+            yield* recordState(eventId, "dead", `undecodable event: ${decoded.left.message}`)
+            yield* settle(msg, "term")
+            return Option.none()
+          }
+          const envelope = decoded.right
+          const d = yield* SubscriptionRef.get(settings)
+          if (!Subjects.matchesAny(d.subscriptions, envelope.type)) {
+            yield* settle(msg, "ack")
+            return Option.none()
+          }
+          // An operator asked for this one again: deliver it whatever came since.
+          const replayed = msg.info.stream === Subjects.REPLAYS_STREAM
+          const first = replayed ? envelope.id : yield* firstWithKey(envelope)
+          if (first !== envelope.id) {
+            yield* recordState(envelope.id, "duplicate", `idempotency key already used by event ${first}`, {
+              duplicateOf: first
+            })
+            yield* settle(msg, "ack")
+            return Option.none()
+          }
+          const same = envelope.key === undefined ? undefined : keyed.get(envelope.key)
+          const delivered =
+            replayed || envelope.key === undefined || envelope.version === undefined
+              ? undefined
+              : yield* keyVersions.get(initial.id, envelope.key).pipe(
+                  Effect.catchAll((error) =>
+                    Effect.logWarning("delivered version not known", error).pipe(Effect.as(undefined))
+                  )
+                )
+          const verdict: Admission.Verdict = replayed ? { _tag: "Deliver", cancel: [] } : Admission.decide(
+            envelope,
+            same === undefined ? [] : Array.from(same, (i) => ({ id: i.envelope.id, version: i.envelope.version, inFlight: i.inFlight })),
+            delivered,
+            d.latestOnly
+          )
+          switch (verdict._tag) {
+            case "AlreadyDelivered":
+              yield* settle(msg, "ack")
+              return Option.none()
+            case "Ignored":
+              yield* recordState(envelope.id, "ignored", verdict.reason, { ignoredReason: verdict.reason })
+              yield* settle(msg, "ack")
+              return Option.none()
+            case "Duplicate":
+              yield* recordState(envelope.id, "duplicate", `version already accepted as event ${verdict.of}`, {
+                duplicateOf: verdict.of
+              })
+              yield* settle(msg, "ack")
+              return Option.none()
+            case "Deliver":
+              // Too late to cancel what is on the wire: it is canceled after its attempt unless that succeeds.
+              if ((envelope.supersedes === true || d.latestOnly) && envelope.version !== undefined) {
+                for (const busy of same ?? []) {
+                  const older =
+                    busy.envelope.version !== undefined &&
+                    Envelope.compareVersions(busy.envelope.version, envelope.version) === -1
+                  if (busy.inFlight && older) busy.supersededBy = envelope.id
+                }
+              }
+              for (const old of verdict.cancel) {
+                const item = Array.from(same ?? []).find((i) => i.envelope.id === old.id)
+                if (item === undefined || item.settled || item.inFlight) continue
+                yield* recordState(old.id, "canceled", `superseded by event ${envelope.id}`, { canceledBy: envelope.id })
+                yield* settle(item.msg, "ack")
+              }
+          }
+          const before = msg.info.deliveryCount - 1
+          const item: Item = {
+            msg,
+            envelope,
+            body,
+            attempts: before,
+            counted: before,
+            inFlight: false,
+            settled: false,
+            supersededBy: undefined
+          }
+          held.set(msg, item)
+          if (envelope.key !== undefined) {
+            const set = keyed.get(envelope.key) ?? new Set<Item>()
+            set.add(item)
+            keyed.set(envelope.key, set)
+          }
+          yield* Queue.offer(arrived, undefined)
+          return Option.some(item)
         }).pipe(Effect.uninterruptible)
+
+      /** Admits a batch as it came from JetStream before acting on any, so an event superseded within the batch is never sent. */
+      const admitAll = (msgs: Iterable<JsMsg>) =>
+        Effect.gen(function* () {
+          const items: Array<Item> = []
+          for (const msg of msgs) {
+            const admitted = yield* admit(msg)
+            if (Option.isSome(admitted)) items.push(admitted.value)
+          }
+          return items.filter((item) => !item.settled)
+        })
+
+      /** What earlier modes left held, oldest first, admitted. */
+      const carried = Effect.suspend(() =>
+        Effect.gen(function* () {
+          const entries = Array.from(held).sort(([a], [b]) => streamOrder(a, b))
+          const items: Array<Item> = []
+          for (const [msg, item] of entries) {
+            if (item !== null) items.push(item)
+            else items.push(...(yield* admitAll([msg])))
+          }
+          return items.filter((item) => !item.settled)
+        })
+      )
+
+      /**
+       * Consumes events and operator replays until interrupted, admitting each batch and handing
+       * the survivors on; leftovers stay held.
+       */
+      const consume = (onItems: (items: ReadonlyArray<Item>) => Effect.Effect<void>) =>
+        Effect.scoped(
+          Effect.gen(function* () {
+            const unread: Array<Effect.Effect<ReadonlyArray<JsMsg>>> = []
+            yield* Effect.addFinalizer(() => Effect.forEach(unread, (u) => Effect.flatMap(u, carry), { discard: true }))
+            const events = yield* ConsumerStream.open(consumer, { maxMessages: Math.min(initial.maxQueued, 512) })
+            unread.push(events.unread)
+            const replayed = yield* ConsumerStream.open(replays, { maxMessages: 64 })
+            unread.push(replayed.unread)
+            return yield* Stream.merge(events.messages, replayed.messages).pipe(
+              Stream.runForEachChunk((chunk) => Effect.flatMap(admitAll(chunk), onItems))
+            )
+          })
+        )
+
+      /** Without ordering: one attempt, then JetStream redelivers after the back-off (attempts survive restarts). */
+      const deliverUnordered = (item: Item) => exchange(item, { probe: false, onRetry: "nak" })
 
       /** With ordering: the event keeps its key's place and is retried here until it is settled. */
       const deliverInOrder = (item: Item) =>
         Effect.gen(function* () {
-          let attemptNo = item.msg.info.deliveryCount
-          let counted = attemptNo
           for (;;) {
-            const outcome = yield* attempt(item, attemptNo).pipe(Effect.uninterruptible)
-            const decision = yield* decide(item, outcome.cls, counted)
-            yield* recordAttempt(item, attemptNo, outcome, decision).pipe(Effect.uninterruptible)
-            if (decision._tag !== "Retry") {
-              return yield* settle(item.msg, decision._tag === "Complete" ? "ack" : "term")
-            }
+            const decision = yield* exchange(item, { probe: false, onRetry: "hold" })
+            if (decision._tag !== "Retry") return
             yield* Effect.sleep(decision.delayMs)
-            attemptNo += 1
-            if (decision.counted) counted += 1
           }
         })
 
-      const lanes = new Map<string, Array<Item>>()
-      const runLane = (key: string, lane: Array<Item>): Effect.Effect<void> =>
+      /** Delivers what is carried, then what arrives, until interrupted: requests in flight finish, the rest stays held. */
+      const deliverSession = Effect.scoped(
         Effect.gen(function* () {
-          for (;;) {
-            const head = lane[0]
-            if (head === undefined) {
-              lanes.delete(key)
-              return
-            }
-            yield* deliverInOrder(head)
-            lane.shift()
-          }
+          const fibers = yield* FiberSet.make<void>()
+          const lanes = new Map<string, Array<Item>>()
+          const runLane = (key: string, lane: Array<Item>): Effect.Effect<void> =>
+            Effect.gen(function* () {
+              for (;;) {
+                const head = lane[0]
+                if (head === undefined) {
+                  lanes.delete(key)
+                  return
+                }
+                if (!head.settled) yield* deliverInOrder(head)
+                lane.shift()
+              }
+            })
+          const dispatch = (item: Item) =>
+            Effect.gen(function* () {
+              if (initial.ordering === "key" && item.envelope.key !== undefined) {
+                const lane = lanes.get(item.envelope.key)
+                if (lane) {
+                  lane.push(item)
+                  return
+                }
+                const fresh = [item]
+                lanes.set(item.envelope.key, fresh)
+                yield* FiberSet.run(fibers, runLane(item.envelope.key, fresh))
+                return
+              }
+              yield* FiberSet.run(fibers, Effect.asVoid(deliverUnordered(item)))
+            })
+          const dispatchAll = (items: ReadonlyArray<Item>) => Effect.forEach(items, dispatch, { discard: true })
+          yield* Effect.flatMap(carried, dispatchAll)
+          // A defect in any delivery fiber fails the session, and the supervisor restarts the actor.
+          return yield* firstOf(consume(dispatchAll), FiberSet.join(fibers).pipe(Effect.zipRight(Effect.never)))
         })
-
-      const dispatch = (msg: JsMsg) =>
-        Effect.gen(function* () {
-          held.add(msg)
-          const body = msg.string()
-          const decoded = Envelope.decodeEnvelope(body)
-          if (Either.isLeft(decoded)) {
-            const now = yield* Clock.currentTimeMillis
-            yield* recorder.record(
-              new Fact.DeliveryChanged({
-                id: Envelope.makeEventId(),
-                eventId: msg.headers?.get(Subjects.Headers.eventId) || `seq-${msg.seq}`,
-                destinationId: destination.id,
-                state: "dead",
-                at: new Date(now).toISOString(),
-                reason: `undecodable event: ${decoded.left.message}`,
-                canceledBy: null,
-                duplicateOf: null,
-                ignoredReason: null
-              })
-            )
-            return yield* settle(msg, "term")
-          }
-          const envelope = decoded.right
-          if (!Subjects.matchesAny(destination.subscriptions, envelope.type)) {
-            return yield* settle(msg, "ack")
-          }
-          const item: Item = { msg, envelope, body }
-          if (destination.ordering === "key" && envelope.key !== undefined) {
-            const lane = lanes.get(envelope.key)
-            if (lane) {
-              lane.push(item)
-              return
-            }
-            const fresh = [item]
-            lanes.set(envelope.key, fresh)
-            yield* FiberSet.run(fibers, runLane(envelope.key, fresh))
-            return
-          }
-          yield* FiberSet.run(fibers, deliverUnordered(item))
-        })
-
-      const messages = yield* Effect.acquireRelease(
-        Effect.tryPromise(() => consumer.consume({ max_messages: Math.min(destination.maxQueued, 512) })),
-        (m) => Effect.promise(() => m.close().then(() => undefined))
       )
+
+      /** While disabled: events are recorded `disabled` (replayable later) instead of piling up. */
+      const markDisabled = (items: ReadonlyArray<Item>) =>
+        Effect.forEach(
+          items,
+          (item) =>
+            Effect.gen(function* () {
+              const status = yield* SubscriptionRef.get(health)
+              yield* recordState(item.envelope.id, "disabled", `destination disabled: ${status.reason}`)
+              yield* settle(item.msg, "ack")
+            }).pipe(Effect.uninterruptible),
+          { discard: true }
+        )
+      const disabledSession = Effect.flatMap(carried, markDisabled).pipe(Effect.zipRight(consume(markDisabled)))
+
+      /**
+       * While down: events keep being admitted (so newer versions still cancel older ones) but
+       * not sent; the oldest held event is retried on the probe back-off until one gets through.
+       */
+      const recoverer = Effect.scoped(
+        Effect.gen(function* () {
+          const d = yield* SubscriptionRef.get(settings)
+          yield* feed(HealthMachine.Input.Tick()).pipe(
+            Effect.repeat(Schedule.spaced(tickEvery(d.health))),
+            Effect.forkScoped
+          )
+          yield* consume(() => Effect.void).pipe(Effect.forkScoped)
+          let probeAttempt = (yield* SubscriptionRef.get(health)).probeAttempt
+          for (;;) {
+            yield* Effect.sleep(yield* HealthMachine.nextProbeDelay(d.health, probeAttempt))
+            for (;;) {
+              const oldest = (yield* carried)[0]
+              if (oldest === undefined) {
+                yield* Queue.take(arrived)
+                continue
+              }
+              const decision = yield* exchange(oldest, { probe: true, onRetry: "hold" })
+              // A dead or canceled event says nothing about the destination: probe the next one at once.
+              if (decision._tag === "Dead" || decision._tag === "Superseded") continue
+              if (decision._tag === "Retry" && decision.counted) probeAttempt += 1
+              break
+            }
+          }
+        })
+      )
+
       yield* Effect.logInfo("destination actor started")
-      yield* Stream.fromAsyncIterable(messages, (cause) => cause).pipe(Stream.runForEach(dispatch))
-      return yield* Effect.dieMessage(`the consumer of destination ${destination.id} stopped delivering messages`)
+      return yield* Effect.forever(
+        Effect.gen(function* () {
+          const mode = modeOf((yield* SubscriptionRef.get(health)).state)
+          yield* Effect.logDebug(`actor mode: ${mode}`)
+          const left = health.changes.pipe(
+            Stream.filter((status) => modeOf(status.state) !== mode),
+            Stream.runHead,
+            Effect.asVoid
+          )
+          const work =
+            mode === "deliver"
+              ? deliverSession
+              : mode === "probe"
+                ? recoverer
+                : mode === "disabled"
+                  ? disabledSession
+                  : Effect.never
+          yield* firstOf(work, left)
+        })
+      )
     })
-  ).pipe(Effect.annotateLogs({ module: "DestinationActor", destination: destination.id }))
+  ).pipe(Effect.annotateLogs({ module: "DestinationActor" }))

@@ -7,6 +7,10 @@ import { AdminApi, Destination, Envelope, Subjects } from "@sluice/protocol"
 import { Clock, Context, Effect, Layer, Option } from "effect"
 import * as DestinationActor from "./DestinationActor.js"
 import * as Fact from "./Fact.js"
+import * as HealthMachine from "./HealthMachine.js"
+import type { HealthUnavailable } from "./HealthStore.js"
+import { KeyVersions } from "./KeyVersions.js"
+import { HealthStore } from "./HealthStore.js"
 import type { HistoryUnavailable } from "./HistoryStore.js"
 import { HistoryStore } from "./HistoryStore.js"
 import { Nats } from "./Nats.js"
@@ -31,10 +35,55 @@ export class Destinations extends Context.Tag("@sluice/broker/Destinations")<
       actor: string
     ) => Effect.Effect<D.DestinationView, AdminApi.NotFound | Unavailable>
     readonly remove: (id: string, actor: string) => Effect.Effect<void, AdminApi.NotFound | Unavailable>
+    /**
+     * A new signing secret, in effect for the next request wherever the actor runs; the old
+     * one stops working at once. Answers the new secret, the only time it is shown.
+     */
+    readonly rotateSecret: (id: string, actor: string) => Effect.Effect<string, AdminApi.NotFound | Unavailable>
+    /** An operator's pause, resume, enable or disable; applies within a second wherever the actor runs. */
+    readonly act: (
+      id: string,
+      action: OperatorAction,
+      actor: string
+    ) => Effect.Effect<D.DestinationView, AdminApi.NotFound | Unavailable>
   }
 >() {}
 
-const unavailable = (error: HistoryUnavailable) => new AdminApi.Unavailable({ message: error.message })
+export type OperatorAction =
+  | { readonly _tag: "pause" }
+  | { readonly _tag: "resume" }
+  | { readonly _tag: "enable" }
+  | { readonly _tag: "disable"; readonly reason: string }
+
+const inputFor = (action: OperatorAction, by: string): HealthMachine.Input => {
+  switch (action._tag) {
+    case "pause":
+      return HealthMachine.Input.Paused({ by })
+    case "resume":
+      return HealthMachine.Input.Resumed({ by })
+    case "enable":
+      return HealthMachine.Input.Enabled({ by })
+    case "disable":
+      return HealthMachine.Input.Disabled({ by, reason: action.reason })
+  }
+}
+
+/** The stored destination, as the admin API answers for it: 404 when there is none, 503 when the history is down. */
+export const findDestination = (
+  store: HistoryStore["Type"],
+  id: string
+): Effect.Effect<D.Destination, AdminApi.NotFound | Unavailable> =>
+  store.getDestination(id).pipe(
+    Effect.mapError(unavailable),
+    Effect.flatMap(
+      Option.match({
+        onNone: () => Effect.fail(new AdminApi.NotFound({ message: `destination ${id} does not exist` })),
+        onSome: Effect.succeed
+      })
+    )
+  )
+
+const unavailable = (error: HistoryUnavailable | HealthUnavailable) => new AdminApi.Unavailable({ message: error.message })
 
 /** Settings worth auditing: everything but the secret. */
 const auditable = (d: D.Destination) => {
@@ -48,8 +97,13 @@ const make = Effect.gen(function* () {
   const recorder = yield* Recorder
   const nats = yield* Nats
 
-  const health = (d: D.Destination): D.Health => ({ state: "active", since: d.createdAt, reason: "created" })
-  const view = (d: D.Destination) => Destination.toView(d, health(d))
+  const healthStore = yield* HealthStore
+  const keyVersions = yield* KeyVersions
+  const view = (d: D.Destination) =>
+    healthStore.get(d).pipe(
+      Effect.mapError(unavailable),
+      Effect.map((status) => Destination.toView(d, HealthMachine.toHealth(status)))
+    )
   const nowIso = Clock.currentTimeMillis.pipe(Effect.map((ms) => new Date(ms).toISOString()))
 
   const changed = (id: string, action: string, actor: string, details: unknown) =>
@@ -61,23 +115,14 @@ const make = Effect.gen(function* () {
       )
     })
 
-  const find = (id: string) =>
-    store.getDestination(id).pipe(
-      Effect.mapError(unavailable),
-      Effect.flatMap(
-        Option.match({
-          onNone: () => Effect.fail(new AdminApi.NotFound({ message: `destination ${id} does not exist` })),
-          onSome: Effect.succeed
-        })
-      )
-    )
+  const find = (id: string) => findDestination(store, id)
 
   return Destinations.of({
     list: store.listDestinations.pipe(
       Effect.mapError(unavailable),
-      Effect.map((all) => all.map(view))
+      Effect.flatMap((all) => Effect.forEach(all, view, { concurrency: 16 }))
     ),
-    get: (id) => find(id).pipe(Effect.map(view)),
+    get: (id) => find(id).pipe(Effect.flatMap(view)),
     create: (input, actor) =>
       Effect.gen(function* () {
         const destination = Destination.makeDestination(input, {
@@ -92,8 +137,13 @@ const make = Effect.gen(function* () {
             HistoryUnavailable: (error) => Effect.fail(unavailable(error))
           })
         )
+        // The consumer exists before the answer, so every event published after it is delivered.
+        yield* DestinationActor.ensureConsumer(destination).pipe(
+          Effect.provideService(Nats, nats),
+          Effect.catchAll((error) => Effect.logWarning(`consumer of ${destination.id} not created yet`, error))
+        )
         yield* changed(destination.id, "destination.created", actor, auditable(destination))
-        return { ...view(destination), secret: destination.secret }
+        return { ...(yield* view(destination)), secret: destination.secret }
       }),
     update: (id, patch, actor) =>
       Effect.gen(function* () {
@@ -101,22 +151,54 @@ const make = Effect.gen(function* () {
         const next = Destination.updateDestination(current, patch, yield* nowIso)
         yield* store.updateDestination(next).pipe(Effect.mapError(unavailable))
         yield* changed(id, "destination.updated", actor, patch)
-        return view(next)
+        return yield* view(next)
       }),
     remove: (id, actor) =>
       Effect.gen(function* () {
         const existed = yield* store.deleteDestination(id).pipe(Effect.mapError(unavailable))
         if (!existed) return yield* Effect.fail(new AdminApi.NotFound({ message: `destination ${id} does not exist` }))
         yield* changed(id, "destination.removed", actor, null)
+        yield* healthStore.remove(id).pipe(Effect.catchAll((error) => Effect.logWarning(`health of ${id} not removed`, error)))
+        yield* keyVersions
+          .forget(id)
+          .pipe(Effect.catchAll((error) => Effect.logWarning(`delivered versions of ${id} not forgotten`, error)))
         yield* DestinationActor.removeConsumer(id).pipe(
           Effect.provideService(Nats, nats),
           Effect.catchAll((error) => Effect.logWarning(`consumer of ${id} not removed`, error))
         )
+      }),
+    rotateSecret: (id, actor) =>
+      Effect.gen(function* () {
+        const current = yield* find(id)
+        const next = { ...current, secret: Signer.generateSecret(), updatedAt: yield* nowIso }
+        yield* store.updateDestination(next).pipe(Effect.mapError(unavailable))
+        yield* changed(id, "destination.secret_rotated", actor, { secretHint: Destination.secretHint(next.secret) })
+        return next.secret
+      }),
+    act: (id, action, actor) =>
+      Effect.gen(function* () {
+        const destination = yield* find(id)
+        const result = yield* healthStore.apply(destination, inputFor(action, actor)).pipe(Effect.mapError(unavailable))
+        yield* recorder.record(
+          new Fact.OperatorActed({
+            id: Envelope.makeEventId(),
+            at: yield* nowIso,
+            actor,
+            action: `destination.${action._tag}`,
+            destinationId: id,
+            details: result.change
+          })
+        )
+        return Destination.toView(destination, HealthMachine.toHealth(result.status))
       })
   })
 })
 
-export const layer: Layer.Layer<Destinations, never, HistoryStore | Supervisor | Recorder | Nats> = Layer.effect(
+export const layer: Layer.Layer<
+  Destinations,
+  never,
+  HistoryStore | Supervisor | Recorder | Nats | HealthStore | KeyVersions
+> = Layer.effect(
   Destinations,
   make
 )

@@ -6,19 +6,21 @@
 import type { Destination, History } from "@sluice/protocol"
 import { Subjects } from "@sluice/protocol"
 
+/** Whether the destination owes the event a delivery: it existed when the event arrived and subscribes to its type. */
+export const owesDelivery = (
+  destination: Destination.Destination,
+  event: { readonly type: string; readonly receivedAt: string }
+): boolean =>
+  Date.parse(destination.createdAt) <= Date.parse(event.receivedAt) &&
+  Subjects.matchesAny(destination.subscriptions, event.type)
+
 export const withPendingDeliveries = (
   detail: History.EventDetail,
   destinations: ReadonlyArray<Destination.Destination>
 ): History.EventDetail => {
   const known = new Set(detail.deliveries.map((d) => d.destinationId))
-  const receivedAt = Date.parse(detail.event.receivedAt)
   const pending = destinations
-    .filter(
-      (d) =>
-        !known.has(d.id) &&
-        Date.parse(d.createdAt) <= receivedAt &&
-        Subjects.matchesAny(d.subscriptions, detail.event.type)
-    )
+    .filter((d) => !known.has(d.id) && owesDelivery(d, detail.event))
     .map(
       (d): History.DeliveryDetail => ({
         eventId: detail.event.id,

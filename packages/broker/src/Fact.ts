@@ -41,23 +41,12 @@ export class DeliveryChanged extends Schema.TaggedClass<DeliveryChanged>()("Deli
 
 /** A destination's health changed. */
 export class HealthChanged extends Schema.TaggedClass<HealthChanged>()("HealthChanged", {
-  id: Schema.String,
-  destinationId: Schema.String,
-  from: States.HealthState,
-  to: States.HealthState,
-  reason: Schema.String,
-  at: Timestamp
+  ...History.HealthTransition.fields,
+  destinationId: Schema.String
 }) {}
 
-/** An operator (or the broker acting for one) did something worth auditing. */
-export class OperatorActed extends Schema.TaggedClass<OperatorActed>()("OperatorActed", {
-  id: Schema.String,
-  at: Timestamp,
-  actor: Schema.String,
-  action: Schema.String,
-  destinationId: Schema.NullOr(Schema.String),
-  details: Schema.Unknown
-}) {}
+/** An operator (or the broker acting for one) did something worth auditing: the audit entry itself. */
+export class OperatorActed extends Schema.TaggedClass<OperatorActed>()("OperatorActed", History.AuditEntry.fields) {}
 
 export const Fact = Schema.Union(AttemptFinished, DeliveryChanged, HealthChanged, OperatorActed)
 export type Fact = typeof Fact.Type

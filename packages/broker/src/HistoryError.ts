@@ -22,6 +22,11 @@ export class DestinationExists extends Schema.TaggedError<DestinationExists>()("
   message: Schema.String
 }) {}
 
+/** A list was asked to continue from a cursor it did not hand out. */
+export class InvalidCursor extends Schema.TaggedError<InvalidCursor>()("InvalidCursor", {
+  message: Schema.String
+}) {}
+
 /**
  * One line saying why a database call failed. A failed Drizzle query is reduced to the
  * driver's reason: its message would list the parameters, and those include secrets.

@@ -38,15 +38,24 @@ export const events = pgTable(
     streamSeq: bigint("stream_seq", { mode: "number" }).notNull(),
     /** SQL NULL when the event carries no data (JSON `null`). */
     data: jsonb("data").$type<unknown>(),
-    headers: jsonb("headers").$type<Readonly<Record<string, string>>>()
+    headers: jsonb("headers").$type<Readonly<Record<string, string>>>(),
+    /** The first event with the same idempotency key, when this one repeats it beyond JetStream's window. */
+    duplicateOf: text("duplicate_of")
   },
   (t) => [
     index("events_type_received_at_idx").on(t.type, t.receivedAt),
-    index("events_key_idx").on(t.key),
-    index("events_received_at_idx").on(t.receivedAt),
+    index("events_key_received_at_idx").on(t.key, t.receivedAt),
+    // The event list pages newest first by (received_at, id).
+    index("events_received_at_id_idx").on(t.receivedAt, t.id),
     index("events_idempotency_key_idx").on(t.idempotencyKey)
   ]
 )
+
+/** The first event of each idempotency key: the unique key that makes a late repeat a duplicate. */
+export const idempotencyKeys = pgTable("idempotency_keys", {
+  key: text("key").primaryKey(),
+  eventId: text("event_id").notNull()
+})
 
 /** The current state of one event at one destination; the newest fact wins. */
 export const deliveries = pgTable(
@@ -86,7 +95,11 @@ export const attempts = pgTable(
     error: text("error"),
     responseExcerpt: text("response_excerpt")
   },
-  (t) => [index("attempts_event_destination_started_at_idx").on(t.eventId, t.destinationId, t.startedAt)]
+  (t) => [
+    index("attempts_event_destination_started_at_idx").on(t.eventId, t.destinationId, t.startedAt),
+    // Latency and throughput of a destination over recent windows.
+    index("attempts_destination_started_at_idx").on(t.destinationId, t.startedAt)
+  ]
 )
 
 /** Every health transition of every destination, with its reason. */
@@ -114,5 +127,6 @@ export const auditLog = pgTable(
     destinationId: text("destination_id"),
     details: jsonb("details").$type<unknown>()
   },
-  (t) => [index("audit_log_at_idx").on(t.at)]
+  // The audit log pages newest first by (at, id), all of it or one destination's.
+  (t) => [index("audit_log_at_id_idx").on(t.at, t.id), index("audit_log_destination_at_id_idx").on(t.destinationId, t.at, t.id)]
 )

@@ -9,13 +9,21 @@
  *   least as new (`updatedAt`); `attempts` only grows; `createdAt` is the earliest seen;
  * - an attempt, a health transition or an audit entry is recorded once per fact id.
  */
-import type { Destination, History } from "@sluice/protocol"
+import type { AdminApi, Destination, History } from "@sluice/protocol"
+import { States, Subjects } from "@sluice/protocol"
 import { Context, Effect, Layer, Option } from "effect"
+import { owesDelivery } from "./EventStatus.js"
 import type { AttemptFinished, DeliveryChanged, Fact } from "./Fact.js"
-import { DestinationExists, type HistoryUnavailable } from "./HistoryError.js"
+import { DestinationExists, type HistoryUnavailable, InvalidCursor } from "./HistoryError.js"
 
 /** The errors of the interface below, importable with it. */
-export { DestinationExists, HistoryUnavailable } from "./HistoryError.js"
+export { DestinationExists, HistoryUnavailable, InvalidCursor } from "./HistoryError.js"
+
+/** Filters of the audit log, as `GET /audit` takes them. */
+export type AuditQuery = typeof AdminApi.AuditQuery.Type
+
+/** What the history knows of a destination's deliveries; the backlog comes from JetStream. */
+export type DeliveryStats = Omit<History.DestinationStats, "destinationId" | "backlog">
 
 /** Reads and writes of the history; every write call is one transaction. */
 export class HistoryStore extends Context.Tag("@sluice/broker/HistoryStore")<
@@ -35,8 +43,130 @@ export class HistoryStore extends Context.Tag("@sluice/broker/HistoryStore")<
     readonly applyFacts: (facts: ReadonlyArray<Fact>) => Effect.Effect<void, HistoryUnavailable>
     /** The event with every delivery it has, each with its attempts, oldest first. */
     readonly getEvent: (id: string) => Effect.Effect<Option.Option<History.EventDetail>, HistoryUnavailable>
+    /** Events whose delivery to the destination is in one of `states`, last changed at or after `since`, oldest first. */
+    readonly replayable: (
+      destinationId: string,
+      states: ReadonlyArray<States.DeliveryState>,
+      since: string
+    ) => Effect.Effect<ReadonlyArray<History.StoredEvent>, HistoryUnavailable>
+    /**
+     * Events newest first (by `receivedAt`, then id). `destination` and `state` match an
+     * event by its deliveries as `toSummary` shows them, owed-but-unattempted ones as `queued`.
+     */
+    readonly listEvents: (query: History.EventQuery) => Effect.Effect<History.EventPage, InvalidCursor | HistoryUnavailable>
+    /** The destination's latest health transitions, newest first. */
+    readonly healthTimeline: (
+      destinationId: string,
+      limit: number
+    ) => Effect.Effect<ReadonlyArray<History.HealthTransition>, HistoryUnavailable>
+    /** Audit entries newest first, optionally of one destination. */
+    readonly listAudit: (query: AuditQuery) => Effect.Effect<History.AuditPage, InvalidCursor | HistoryUnavailable>
+    /**
+     * Deliveries per stored state, latency percentiles of successful attempts over the
+     * `latencyWindows` ending at `now` (epoch ms), and attempts per minute over `throughputSpan(now)`.
+     */
+    readonly deliveryStats: (destinationId: string, now: number) => Effect.Effect<DeliveryStats, HistoryUnavailable>
   }
 >() {}
+
+/** Page size of the lists when the query names none. */
+export const DEFAULT_PAGE_SIZE = 50
+
+/** Where a newest-first list stopped: the last item's time and id (the id orders items of the same time). */
+export interface Position {
+  readonly at: string
+  readonly id: string
+}
+
+const isCanonicalTimestamp = (s: string): boolean => !Number.isNaN(Date.parse(s)) && new Date(s).toISOString() === s
+
+/** Opaque to clients: base64url of `<time>|<id>`. */
+export const encodeCursor = (position: Position): string =>
+  Buffer.from(`${position.at}|${position.id}`, "utf8").toString("base64url")
+
+/** The position a cursor from `encodeCursor` names; anything else fails. */
+export const decodeCursor = (cursor: string | undefined): Effect.Effect<Option.Option<Position>, InvalidCursor> => {
+  if (cursor === undefined) return Effect.succeed(Option.none())
+  const text = Buffer.from(cursor, "base64url").toString("utf8")
+  const separator = text.indexOf("|")
+  const position = { at: text.slice(0, separator), id: text.slice(separator + 1) }
+  return separator > 0 && position.id !== "" && isCanonicalTimestamp(position.at) && encodeCursor(position) === cursor
+    ? Effect.succeed(Option.some(position))
+    : Effect.fail(new InvalidCursor({ message: "is not a cursor this list handed out" }))
+}
+
+/** A page of the first `limit` of `rows`, which were fetched with one more to tell whether another page follows. */
+export const toPage = <A>(
+  rows: ReadonlyArray<A>,
+  limit: number,
+  positionOf: (item: A) => Position
+): { readonly items: ReadonlyArray<A>; readonly nextCursor: string | null } => {
+  const items = rows.slice(0, limit)
+  const last = items[items.length - 1]
+  return { items, nextCursor: rows.length > limit && last !== undefined ? encodeCursor(positionOf(last)) : null }
+}
+
+type DeliveryLine = History.EventSummary["deliveries"][number]
+
+/** The list row of an event: its stored deliveries and, as `queued`, those owed to destinations but not attempted yet. */
+export const toSummary = (
+  event: History.StoredEvent,
+  stored: ReadonlyArray<DeliveryLine>,
+  destinations: ReadonlyArray<Destination.Destination>
+): History.EventSummary => {
+  const known = new Set(stored.map((d) => d.destinationId))
+  const owed = destinations
+    .filter((d) => !known.has(d.id) && owesDelivery(d, event))
+    .map((d): DeliveryLine => ({ destinationId: d.id, state: "queued", attempts: 0, updatedAt: event.receivedAt }))
+  const { id, type, key, version, occurredAt, receivedAt, duplicateOf } = event
+  return {
+    id,
+    type,
+    key,
+    version,
+    occurredAt,
+    receivedAt,
+    duplicateOf,
+    deliveries: [...stored, ...owed].sort((a, b) => a.destinationId.localeCompare(b.destinationId))
+  }
+}
+
+/** The windows latency percentiles are taken over, each ending now. */
+export const latencyWindows = [
+  { window: "5m", ms: 5 * 60_000 },
+  { window: "1h", ms: 60 * 60_000 },
+  { window: "24h", ms: 24 * 60 * 60_000 }
+] as const
+
+/** The throughput chart's resolution. */
+export const MINUTE_MS = 60_000
+const THROUGHPUT_MINUTES = 60
+
+/** The epoch millisecond the minute of `ms` starts at. */
+export const minuteOf = (ms: number): number => Math.floor(ms / MINUTE_MS) * MINUTE_MS
+
+/** What the throughput chart covers: the 60 minutes up to the end of the one `now` is in (epoch ms, `to` excluded). */
+export const throughputSpan = (now: number): { readonly from: number; readonly to: number } => {
+  const to = minuteOf(now) + MINUTE_MS
+  return { from: to - THROUGHPUT_MINUTES * MINUTE_MS, to }
+}
+
+/** One point per minute of the span, oldest first, zeros where nothing was counted. Attempts that did not succeed count as failed. */
+export const throughputPoints = (
+  now: number,
+  counted: ReadonlyMap<number, { readonly succeeded: number; readonly failed: number }>
+): ReadonlyArray<History.ThroughputPoint> =>
+  Array.from({ length: THROUGHPUT_MINUTES }, (_, i) => {
+    const minute = throughputSpan(now).from + i * MINUTE_MS
+    return { at: new Date(minute).toISOString(), ...(counted.get(minute) ?? { succeeded: 0, failed: 0 }) }
+  })
+
+/** Every delivery state with its count, zero when absent. */
+export const stateCounts = (counted: Iterable<readonly [States.DeliveryState, number]>): DeliveryStats["states"] => {
+  const counts = Object.fromEntries(States.DeliveryState.literals.map((state) => [state, 0])) as Record<States.DeliveryState, number>
+  for (const [state, n] of counted) counts[state] += n
+  return counts
+}
 
 /** The error `insertDestination` fails with when the id is taken. */
 export const destinationExists = (id: string): DestinationExists =>
@@ -99,15 +229,32 @@ interface AttemptRecord extends History.Attempt {
   readonly destinationId: string
 }
 
-/**
- * In-memory history for unit tests of the modules that use it. Health transitions and
- * audit entries are accepted and dropped: nothing in the interface reads them back.
- */
+/** Postgres' `percentile_cont`: linear interpolation between the two nearest of the sorted values. */
+const percentileCont = (sorted: ReadonlyArray<number>, fraction: number): number | null => {
+  if (sorted.length === 0) return null
+  const position = fraction * (sorted.length - 1)
+  const below = sorted[Math.floor(position)]!
+  const above = sorted[Math.ceil(position)]!
+  return below + (position - Math.floor(position)) * (above - below)
+}
+
+/** Newest first, by time then id, as the lists page. */
+const newestFirst = (a: Position, b: Position): number =>
+  Date.parse(b.at) - Date.parse(a.at) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0)
+
+/** Whether `item` comes after the cursor's position in a newest-first list. */
+const isAfter = (position: Option.Option<Position>, item: Position): boolean =>
+  Option.isNone(position) || newestFirst(position.value, item) < 0
+
+/** In-memory history for unit tests of the modules that use it. */
 export const layerMemory: Layer.Layer<HistoryStore> = Layer.sync(HistoryStore, () => {
   const destinations = new Map<string, Destination.Destination>()
   const events = new Map<string, History.StoredEvent>()
+  const idempotencyKeys = new Map<string, string>()
   const deliveries = new Map<string, History.Delivery>()
   const attempts = new Map<string, AttemptRecord>()
+  const transitions = new Map<string, History.HealthTransition & { readonly destinationId: string }>()
+  const audit = new Map<string, History.AuditEntry>()
   const deliveryKey = (eventId: string, destinationId: string) => `${eventId}\u0000${destinationId}`
 
   const applyFact = (fact: Fact): void => {
@@ -127,11 +274,52 @@ export const layerMemory: Layer.Layer<HistoryStore> = Layer.sync(HistoryStore, (
         deliveries.set(key, deliveryAfterChange(deliveries.get(key), fact))
         return
       }
-      case "HealthChanged":
-      case "OperatorActed":
+      case "HealthChanged": {
+        const { id, destinationId, from, to, reason } = fact
+        if (!transitions.has(id)) transitions.set(id, { id, destinationId, from, to, reason, at: isoTimestamp(fact.at) })
         return
+      }
+      case "OperatorActed": {
+        const { id, actor, action, destinationId, details } = fact
+        if (!audit.has(id)) audit.set(id, { id, at: isoTimestamp(fact.at), actor, action, destinationId, details: details ?? null })
+        return
+      }
     }
   }
+
+  const summaryOf = (event: History.StoredEvent): History.EventSummary =>
+    toSummary(
+      event,
+      Array.from(deliveries.values())
+        .filter((d) => d.eventId === event.id)
+        .map(({ destinationId, state, attempts, updatedAt }) => ({ destinationId, state, attempts, updatedAt })),
+      Array.from(destinations.values())
+    )
+
+  const matchesEventQuery = (query: History.EventQuery) => (summary: History.EventSummary): boolean => {
+    const receivedAt = Date.parse(summary.receivedAt)
+    return (
+      (query.type === undefined || Subjects.matchesPattern(query.type, summary.type)) &&
+      (query.key === undefined || summary.key === query.key) &&
+      (query.since === undefined || receivedAt >= Date.parse(query.since)) &&
+      (query.until === undefined || receivedAt < Date.parse(query.until)) &&
+      ((query.destination === undefined && query.state === undefined) ||
+        summary.deliveries.some(
+          (d) =>
+            (query.destination === undefined || d.destinationId === query.destination) &&
+            (query.state === undefined || d.state === query.state)
+        ))
+    )
+  }
+
+  const successfulDurations = (destinationId: string, from: number, to: number): ReadonlyArray<number> =>
+    Array.from(attempts.values())
+      .filter((a) => {
+        const startedAt = Date.parse(a.startedAt)
+        return a.destinationId === destinationId && a.outcome === "success" && startedAt >= from && startedAt <= to
+      })
+      .map((a) => a.durationMs)
+      .sort((a, b) => a - b)
 
   const attemptLog = (delivery: History.Delivery): ReadonlyArray<History.Attempt> =>
     Array.from(attempts.values())
@@ -158,10 +346,87 @@ export const layerMemory: Layer.Layer<HistoryStore> = Layer.sync(HistoryStore, (
         for (const event of batch) {
           if (events.has(event.id)) continue
           const occurredAt = isoTimestamp(event.occurredAt)
-          events.set(event.id, { ...event, occurredAt, receivedAt: isoTimestamp(event.receivedAt), data: event.data ?? null })
+          const first = event.idempotencyKey === null ? undefined : idempotencyKeys.get(event.idempotencyKey)
+          if (event.idempotencyKey !== null && first === undefined) idempotencyKeys.set(event.idempotencyKey, event.id)
+          events.set(event.id, {
+            ...event,
+            occurredAt,
+            receivedAt: isoTimestamp(event.receivedAt),
+            data: event.data ?? null,
+            duplicateOf: first ?? null
+          })
         }
       }),
     applyFacts: (facts) => Effect.sync(() => facts.forEach(applyFact)),
+    replayable: (destinationId, states, since) =>
+      Effect.sync(() =>
+        Array.from(deliveries.values())
+          .filter(
+            (d) => d.destinationId === destinationId && states.includes(d.state) && Date.parse(d.updatedAt) >= Date.parse(since)
+          )
+          .flatMap((d) => {
+            const event = events.get(d.eventId)
+            return event === undefined ? [] : [event]
+          })
+          .sort((a, b) => a.streamSeq - b.streamSeq)
+      ),
+    listEvents: (query) =>
+      decodeCursor(query.cursor).pipe(
+        Effect.map((position) => {
+          const limit = query.limit ?? DEFAULT_PAGE_SIZE
+          const rows = Array.from(events.values())
+            .map(summaryOf)
+            .filter(matchesEventQuery(query))
+            .filter((e) => isAfter(position, { at: e.receivedAt, id: e.id }))
+            .sort((a, b) => newestFirst({ at: a.receivedAt, id: a.id }, { at: b.receivedAt, id: b.id }))
+          return toPage(rows.slice(0, limit + 1), limit, (e) => ({ at: e.receivedAt, id: e.id }))
+        })
+      ),
+    healthTimeline: (destinationId, limit) =>
+      Effect.sync(() =>
+        Array.from(transitions.values())
+          .filter((t) => t.destinationId === destinationId)
+          .sort(newestFirst)
+          .slice(0, limit)
+          .map(({ destinationId: _destinationId, ...transition }) => transition)
+      ),
+    listAudit: (query) =>
+      decodeCursor(query.cursor).pipe(
+        Effect.map((position) => {
+          const limit = query.limit ?? DEFAULT_PAGE_SIZE
+          const rows = Array.from(audit.values())
+            .filter((entry) => query.destination === undefined || entry.destinationId === query.destination)
+            .filter((entry) => isAfter(position, entry))
+            .sort(newestFirst)
+          return toPage(rows.slice(0, limit + 1), limit, (entry) => entry)
+        })
+      ),
+    deliveryStats: (destinationId, now) =>
+      Effect.sync(() => {
+        const counted = new Map<number, { succeeded: number; failed: number }>()
+        const span = throughputSpan(now)
+        for (const a of attempts.values()) {
+          const startedAt = Date.parse(a.startedAt)
+          if (a.destinationId !== destinationId || startedAt < span.from || startedAt >= span.to) continue
+          const minute = minuteOf(startedAt)
+          const point = counted.get(minute) ?? { succeeded: 0, failed: 0 }
+          if (a.outcome === "success") point.succeeded += 1
+          else point.failed += 1
+          counted.set(minute, point)
+        }
+        return {
+          states: stateCounts(
+            Array.from(deliveries.values())
+              .filter((d) => d.destinationId === destinationId)
+              .map((d) => [d.state, 1] as const)
+          ),
+          latency: latencyWindows.map(({ window, ms }) => {
+            const durations = successfulDurations(destinationId, now - ms, now)
+            return { window, count: durations.length, p50Ms: percentileCont(durations, 0.5), p99Ms: percentileCont(durations, 0.99) }
+          }),
+          throughput: throughputPoints(now, counted)
+        }
+      }),
     getEvent: (id) =>
       Effect.sync(() =>
         Option.fromNullable(events.get(id)).pipe(

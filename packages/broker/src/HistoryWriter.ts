@@ -10,6 +10,7 @@ import type { History } from "@sluice/protocol"
 import { Envelope, Subjects } from "@sluice/protocol"
 import type { Chunk } from "effect"
 import { Effect, Either, Layer, Schedule, Stream } from "effect"
+import * as ConsumerStream from "./ConsumerStream.js"
 import * as Fact from "./Fact.js"
 import { HistoryStore } from "./HistoryStore.js"
 import { Nats } from "./Nats.js"
@@ -50,10 +51,6 @@ const drain = <A>(
 ) =>
   Effect.gen(function* () {
     const consumer = yield* ensureConsumer(stream, name)
-    const messages = yield* Effect.acquireRelease(
-      Effect.tryPromise(() => consumer.consume({ max_messages: BATCH_SIZE * 4 })),
-      (m) => Effect.promise(() => m.close().then(() => undefined))
-    )
     const writeBatch = (chunk: Chunk.Chunk<JsMsg>) =>
       Effect.gen(function* () {
         const batch = Array.from(chunk)
@@ -74,11 +71,11 @@ const drain = <A>(
         )
         for (const msg of batch) msg.ack()
       })
-    yield* Stream.fromAsyncIterable(messages, (cause) => cause).pipe(
+    yield* ConsumerStream.messages(consumer, { maxMessages: BATCH_SIZE * 4 }).pipe(
       Stream.groupedWithin(BATCH_SIZE, BATCH_WINDOW),
       Stream.runForEach(writeBatch)
     )
-  }).pipe(Effect.scoped)
+  })
 
 const toStoredEvent = (msg: JsMsg): Either.Either<History.StoredEvent, string> =>
   Envelope.decodeEnvelope(msg.string()).pipe(
@@ -93,7 +90,9 @@ const toStoredEvent = (msg: JsMsg): Either.Either<History.StoredEvent, string> =
       receivedAt: new Date(Math.floor(msg.info.timestampNanos / 1e6)).toISOString(),
       streamSeq: msg.seq,
       data: e.data,
-      headers: e.headers ?? null
+      headers: e.headers ?? null,
+      // The database decides, from the events stored before this one.
+      duplicateOf: null
     }))
   )
 

@@ -4,15 +4,31 @@
  * newest-fact-wins rules of `HistoryStore` are expressed in each upsert's `set`, so a
  * replayed or late fact cannot move a delivery backwards, whichever process applies it.
  */
-import { Destination, type History } from "@sluice/protocol"
-import { asc, eq, sql, type SQL } from "drizzle-orm"
+import { Destination, type History, type States } from "@sluice/protocol"
+import { and, asc, desc, eq, exists, gte, inArray, isNull, lt, lte, ne, or, sql, type SQL } from "drizzle-orm"
 import type { PgColumn } from "drizzle-orm/pg-core"
 import { Array, Effect, Layer, Option } from "effect"
 import { Database, type HistoryDatabase } from "./Database.js"
 import type { AttemptFinished, DeliveryChanged, Fact, HealthChanged, OperatorActed } from "./Fact.js"
 import { describeCause, HistoryUnavailable } from "./HistoryError.js"
-import { attempts, auditLog, deliveries, destinations, events, healthTransitions } from "./HistorySchema.js"
-import { attemptFinishedAt, destinationExists, HistoryStore } from "./HistoryStore.js"
+import { attempts, auditLog, deliveries, destinations, events, healthTransitions, idempotencyKeys } from "./HistorySchema.js"
+import {
+  attemptFinishedAt,
+  type AuditQuery,
+  decodeCursor,
+  DEFAULT_PAGE_SIZE,
+  type DeliveryStats,
+  destinationExists,
+  HistoryStore,
+  latencyWindows,
+  MINUTE_MS,
+  type Position,
+  stateCounts,
+  throughputPoints,
+  throughputSpan,
+  toPage,
+  toSummary
+} from "./HistoryStore.js"
 
 /** Rows per statement, well below Postgres' 65535 bind parameters for the widest table. */
 const rowsPerStatement = 1000
@@ -74,8 +90,39 @@ const fromEventRow = (row: typeof events.$inferSelect): History.StoredEvent => (
   receivedAt: toIso(row.receivedAt)
 })
 
-const insertEventRows = (db: HistoryDatabase, rows: ReadonlyArray<History.StoredEvent>) =>
-  inChunks(rows, (chunk) => db.insert(events).values(chunk.map(toEventRow)).onConflictDoNothing({ target: events.id }))
+/**
+ * Stores events in stream order. The first event of an idempotency key claims it in
+ * `idempotency_keys`; a later one with the same key (a retry beyond JetStream's duplicate
+ * window) is marked as its duplicate.
+ */
+const insertEventRows = async (db: HistoryDatabase, rows: ReadonlyArray<History.StoredEvent>) => {
+  await inChunks(rows, (chunk) => db.insert(events).values(chunk.map(toEventRow)).onConflictDoNothing({ target: events.id }))
+  const keyed = rows.filter((row) => row.idempotencyKey !== null)
+  if (keyed.length === 0) return
+  await inChunks(keyed, (chunk) =>
+    db
+      .insert(idempotencyKeys)
+      .values(chunk.map((row) => ({ key: row.idempotencyKey!, eventId: row.id })))
+      .onConflictDoNothing({ target: idempotencyKeys.key })
+  )
+  await inChunks(keyed, (chunk) =>
+    db
+      .update(events)
+      .set({ duplicateOf: idempotencyKeys.eventId })
+      .from(idempotencyKeys)
+      .where(
+        and(
+          eq(events.idempotencyKey, idempotencyKeys.key),
+          ne(events.id, idempotencyKeys.eventId),
+          isNull(events.duplicateOf),
+          inArray(
+            events.id,
+            chunk.map((row) => row.id)
+          )
+        )
+      )
+  )
+}
 
 // ---- facts
 
@@ -286,6 +333,210 @@ const readEvent = async (db: HistoryDatabase, id: string): Promise<Option.Option
   })
 }
 
+/** After the cursor's position in a newest-first list ordered by `(at, id)`: a row comparison the index serves. */
+const afterPosition = (at: PgColumn, id: PgColumn, position: Position): SQL =>
+  sql`(${at}, ${id}) < (${position.at}::timestamptz, ${position.id})`
+
+/**
+ * Whether the event type in `type` matches the subscription pattern in `pattern` (both SQL),
+ * as `Subjects.matchesPattern` decides: the pattern becomes an anchored regular expression,
+ * `*` one token, `>` the rest. Patterns are validated, so their tokens hold no other regex syntax.
+ */
+const typeMatches = (type: SQL | PgColumn, pattern: SQL): SQL =>
+  sql`${type} ~ ('^' || replace(replace(replace(${pattern}, '.', ${"\\."}), '*', '[^.]+'), '>', '.+') || '$')`
+
+/** The event has a stored delivery (to `destinationId`, in `state`, when given). */
+const hasDelivery = (db: HistoryDatabase, destinationId: string | undefined, state: States.DeliveryState | undefined): SQL =>
+  exists(
+    db
+      .select({ one: sql`1` })
+      .from(deliveries)
+      .where(
+        and(
+          eq(deliveries.eventId, events.id),
+          destinationId === undefined ? undefined : eq(deliveries.destinationId, destinationId),
+          state === undefined ? undefined : eq(deliveries.state, state)
+        )
+      )
+  )
+
+/** A destination (`destinationId`, when given) owes the event a delivery it has not attempted: `owesDelivery` in SQL. */
+const owesUnattempted = (destinationId: string | undefined): SQL => sql`exists (
+  select 1 from ${destinations}
+  where ${destinationId === undefined ? sql`true` : eq(destinations.id, destinationId)}
+    and ${destinations.createdAt} <= ${events.receivedAt}
+    and not exists (
+      select 1 from ${deliveries} where ${deliveries.eventId} = ${events.id} and ${deliveries.destinationId} = ${destinations.id}
+    )
+    and exists (
+      select 1 from jsonb_array_elements_text(${destinations.subscriptions}) as subscription(pattern)
+      where ${typeMatches(events.type, sql`subscription.pattern`)}
+    )
+)`
+
+/** The event's deliveries as `toSummary` shows them include one at `destination` in `state` (either may be absent). */
+const deliveryFilter = (db: HistoryDatabase, destinationId: string | undefined, state: States.DeliveryState | undefined): SQL =>
+  state === undefined || state === "queued"
+    ? or(hasDelivery(db, destinationId, state), owesUnattempted(destinationId))!
+    : hasDelivery(db, destinationId, state)
+
+const listEvents = async (
+  db: HistoryDatabase,
+  query: History.EventQuery,
+  position: Option.Option<Position>
+): Promise<History.EventPage> => {
+  const limit = query.limit ?? DEFAULT_PAGE_SIZE
+  const rows = await db
+    .select()
+    .from(events)
+    .where(
+      and(
+        query.type === undefined
+          ? undefined
+          : /[*>]/.test(query.type)
+            ? typeMatches(events.type, sql`${query.type}`)
+            : eq(events.type, query.type),
+        query.key === undefined ? undefined : eq(events.key, query.key),
+        query.since === undefined ? undefined : gte(events.receivedAt, toDate(query.since)),
+        query.until === undefined ? undefined : lt(events.receivedAt, toDate(query.until)),
+        query.destination === undefined && query.state === undefined
+          ? undefined
+          : deliveryFilter(db, query.destination, query.state),
+        Option.isNone(position) ? undefined : afterPosition(events.receivedAt, events.id, position.value)
+      )
+    )
+    .orderBy(desc(events.receivedAt), desc(events.id))
+    .limit(limit + 1)
+  const page = toPage(rows.map(fromEventRow), limit, (e) => ({ at: e.receivedAt, id: e.id }))
+  if (page.items.length === 0) return { items: [], nextCursor: null }
+  const stored = await db
+    .select({
+      eventId: deliveries.eventId,
+      destinationId: deliveries.destinationId,
+      state: deliveries.state,
+      attempts: deliveries.attempts,
+      updatedAt: deliveries.updatedAt
+    })
+    .from(deliveries)
+    .where(
+      inArray(
+        deliveries.eventId,
+        page.items.map((e) => e.id)
+      )
+    )
+  const all = (await db.select().from(destinations)).map(fromDestinationRow)
+  return {
+    items: page.items.map((event) =>
+      toSummary(
+        event,
+        stored
+          .filter((d) => d.eventId === event.id)
+          .map(({ destinationId, state, attempts, updatedAt }) => ({ destinationId, state, attempts, updatedAt: toIso(updatedAt) })),
+        all
+      )
+    ),
+    nextCursor: page.nextCursor
+  }
+}
+
+const healthTimeline = async (
+  db: HistoryDatabase,
+  destinationId: string,
+  limit: number
+): Promise<ReadonlyArray<History.HealthTransition>> => {
+  const rows = await db
+    .select()
+    .from(healthTransitions)
+    .where(eq(healthTransitions.destinationId, destinationId))
+    .orderBy(desc(healthTransitions.at), desc(healthTransitions.id))
+    .limit(limit)
+  return rows.map((row) => ({ id: row.id, from: row.fromState, to: row.toState, reason: row.reason, at: toIso(row.at) }))
+}
+
+const listAudit = async (db: HistoryDatabase, query: AuditQuery, position: Option.Option<Position>): Promise<History.AuditPage> => {
+  const limit = query.limit ?? DEFAULT_PAGE_SIZE
+  const rows = await db
+    .select()
+    .from(auditLog)
+    .where(
+      and(
+        query.destination === undefined ? undefined : eq(auditLog.destinationId, query.destination),
+        Option.isNone(position) ? undefined : afterPosition(auditLog.at, auditLog.id, position.value)
+      )
+    )
+    .orderBy(desc(auditLog.at), desc(auditLog.id))
+    .limit(limit + 1)
+  const entries = rows.map((row) => ({ ...row, at: toIso(row.at), details: row.details ?? null }))
+  return toPage(entries, limit, (entry) => entry)
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString()
+
+/** `percentile_cont` is a double precision, null over no rows. */
+const nullableNumber = { mapFromDriverValue: (value: unknown): number | null => (value === null ? null : Number(value)) }
+
+/** One statement per figure: state counts, every latency window at once, and attempts per minute. */
+const deliveryStats = async (db: HistoryDatabase, destinationId: string, now: number): Promise<DeliveryStats> => {
+  const states = await db
+    .select({ state: deliveries.state, n: sql<number>`count(*)::int` })
+    .from(deliveries)
+    .where(eq(deliveries.destinationId, destinationId))
+    .groupBy(deliveries.state)
+
+  const inWindow = (ms: number) => sql`${attempts.startedAt} >= ${iso(now - ms)}::timestamptz`
+  const percentile = (fraction: number, ms: number) =>
+    sql`percentile_cont(${sql.raw(String(fraction))}) within group (order by ${attempts.durationMs}) filter (where ${inWindow(ms)})`.mapWith(
+      nullableNumber
+    )
+  const windowFields = (ms: number) => ({
+    count: sql<number>`(count(*) filter (where ${inWindow(ms)}))::int`,
+    p50: percentile(0.5, ms),
+    p99: percentile(0.99, ms)
+  })
+  const selection: Record<string, ReturnType<typeof windowFields>> = Object.fromEntries(
+    latencyWindows.map(({ window, ms }) => [window, windowFields(ms)])
+  )
+  const [latency] = await db
+    .select(selection)
+    .from(attempts)
+    .where(
+      and(
+        eq(attempts.destinationId, destinationId),
+        eq(attempts.outcome, "success"),
+        gte(attempts.startedAt, new Date(now - Math.max(...latencyWindows.map((w) => w.ms)))),
+        lte(attempts.startedAt, new Date(now))
+      )
+    )
+
+  const span = throughputSpan(now)
+  // Minutes since the epoch; no bound parameters, so the grouped expression is the selected one.
+  const minute = sql<number>`floor(extract(epoch from ${attempts.startedAt}) / 60)::int`
+  const perMinute = await db
+    .select({
+      minute,
+      succeeded: sql<number>`(count(*) filter (where ${attempts.outcome} = 'success'))::int`,
+      failed: sql<number>`(count(*) filter (where ${attempts.outcome} <> 'success'))::int`
+    })
+    .from(attempts)
+    .where(
+      and(
+        eq(attempts.destinationId, destinationId),
+        gte(attempts.startedAt, new Date(span.from)),
+        lt(attempts.startedAt, new Date(span.to))
+      )
+    )
+    .groupBy(minute)
+
+  return {
+    states: stateCounts(states.map((row) => [row.state, row.n] as const)),
+    latency: latencyWindows.map(({ window }) => {
+      const figures = latency?.[window]
+      return { window, count: figures?.count ?? 0, p50Ms: figures?.p50 ?? null, p99Ms: figures?.p99 ?? null }
+    }),
+    throughput: throughputPoints(now, new Map(perMinute.map(({ minute, ...counts }) => [minute * MINUTE_MS, counts])))
+  }
+}
+
 const make = Effect.gen(function* () {
   const { db } = yield* Database
   const query = <A>(what: string, run: (db: HistoryDatabase) => Promise<A>): Effect.Effect<A, HistoryUnavailable> =>
@@ -330,7 +581,31 @@ const make = Effect.gen(function* () {
       facts.length === 0
         ? Effect.void
         : query(`applying ${facts.length} facts`, (db) => db.transaction((tx) => applyFactBatch(tx, facts))),
-    getEvent: (id) => query(`reading event ${id}`, (db) => readEvent(db, id))
+    getEvent: (id) => query(`reading event ${id}`, (db) => readEvent(db, id)),
+    replayable: (destinationId, states, since) =>
+      query(`reading replayable deliveries of ${destinationId}`, async (db) => {
+        const rows = await db
+          .select({ event: events })
+          .from(deliveries)
+          .innerJoin(events, eq(events.id, deliveries.eventId))
+          .where(
+            and(
+              eq(deliveries.destinationId, destinationId),
+              inArray(deliveries.state, [...states]),
+              gte(deliveries.updatedAt, toDate(since))
+            )
+          )
+          .orderBy(asc(events.streamSeq))
+        return rows.map((row) => fromEventRow(row.event))
+      }),
+    listEvents: (q) =>
+      decodeCursor(q.cursor).pipe(Effect.flatMap((position) => query("listing events", (db) => listEvents(db, q, position)))),
+    healthTimeline: (destinationId, limit) =>
+      query(`reading the health of ${destinationId}`, (db) => healthTimeline(db, destinationId, limit)),
+    listAudit: (q) =>
+      decodeCursor(q.cursor).pipe(Effect.flatMap((position) => query("listing the audit log", (db) => listAudit(db, q, position)))),
+    deliveryStats: (destinationId, now) =>
+      query(`reading the delivery stats of ${destinationId}`, (db) => deliveryStats(db, destinationId, now))
   })
 })
 

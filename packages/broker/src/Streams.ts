@@ -52,6 +52,16 @@ const factsConfig = (limits: StreamLimits): Partial<StreamConfig> & { name: stri
   description: "Sluice history facts waiting to be written to the database"
 })
 
+/** Events again, under the events' limits, for one destination each. */
+const replaysConfig = (limits: StreamLimits): Partial<StreamConfig> & { name: string } => ({
+  ...eventsConfig(limits),
+  name: Subjects.REPLAYS_STREAM,
+  subjects: [Subjects.REPLAYS_WILDCARD],
+  // Work queue: a replayed event disappears once the destination's actor settled it.
+  retention: RetentionPolicy.Workqueue,
+  description: "Sluice operator replays: one subject and consumer replay_<id> per destination"
+})
+
 const upsert = async (jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> => {
   try {
     await jsm.streams.info(config.name)
@@ -66,8 +76,9 @@ const upsert = async (jsm: JetStreamManager, config: Partial<StreamConfig> & { n
   await jsm.streams.update(name, update)
 }
 
-/** Creates the events and facts streams, or updates their limits in place. */
+/** Creates the events, facts and replays streams, or updates their limits in place. */
 export const ensureStreams = async (jsm: JetStreamManager, limits: StreamLimits = defaultStreamLimits): Promise<void> => {
   await upsert(jsm, eventsConfig(limits))
   await upsert(jsm, factsConfig(limits))
+  await upsert(jsm, replaysConfig(limits))
 }

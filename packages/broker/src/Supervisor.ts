@@ -5,10 +5,13 @@
  */
 import type { Destination } from "@sluice/protocol"
 import { Envelope, Subjects } from "@sluice/protocol"
-import { Cause, Clock, Context, Effect, FiberMap, Layer, Option, Schedule, Stream } from "effect"
+import { Cause, Clock, Context, Effect, FiberMap, Layer, Option, Queue, Schedule, SubscriptionRef } from "effect"
 import * as DestinationActor from "./DestinationActor.js"
 import * as Fact from "./Fact.js"
+import type { HealthStore } from "./HealthStore.js"
 import { HistoryStore } from "./HistoryStore.js"
+import type { IdempotencyStore } from "./IdempotencyStore.js"
+import type { KeyVersions } from "./KeyVersions.js"
 import type { HttpSender } from "./HttpSender.js"
 import { Nats } from "./Nats.js"
 import { Recorder } from "./Recorder.js"
@@ -23,6 +26,9 @@ export class Supervisor extends Context.Tag("@sluice/broker/Supervisor")<
   }
 >() {}
 
+/** What every destination actor runs on. */
+type ActorServices = Nats | Recorder | HttpSender | HealthStore | KeyVersions | IdempotencyStore
+
 /** Crash back-off: quick first restarts, at most every 30 s, reset after a minute of calm. */
 const restartSchedule = Schedule.exponential("500 millis").pipe(
   Schedule.either(Schedule.spaced("30 seconds")),
@@ -33,12 +39,13 @@ const make = Effect.gen(function* () {
   const store = yield* HistoryStore
   const recorder = yield* Recorder
   const nats = yield* Nats
-  const actorContext = yield* Effect.context<Nats | Recorder | HttpSender>()
+  const actorContext = yield* Effect.context<ActorServices>()
   const actors = yield* FiberMap.make<string>()
-  const configs = new Map<string, Destination.Destination>()
+  /** The settings each running actor follows; changes that need no new consumer are applied in place. */
+  const configs = new Map<string, SubscriptionRef.SubscriptionRef<Destination.Destination>>()
 
-  const supervised = (destination: Destination.Destination) =>
-    DestinationActor.run(destination).pipe(
+  const supervised = (destination: Destination.Destination, settings: SubscriptionRef.SubscriptionRef<Destination.Destination>) =>
+    DestinationActor.run(settings).pipe(
       Effect.sandbox,
       Effect.tapError((cause) =>
         Effect.gen(function* () {
@@ -63,18 +70,23 @@ const make = Effect.gen(function* () {
   const reconcile = (destinationId: string) =>
     Effect.gen(function* () {
       const stored = yield* store.getDestination(destinationId)
-      const current = configs.get(destinationId)
+      const settings = configs.get(destinationId)
       if (Option.isNone(stored)) {
         configs.delete(destinationId)
         yield* FiberMap.remove(actors, destinationId)
         return
       }
       const running = yield* FiberMap.has(actors, destinationId)
-      if (running && current !== undefined && sameConfig(current, stored.value)) return
-      configs.set(destinationId, stored.value)
+      if (running && settings !== undefined) {
+        const current = yield* SubscriptionRef.get(settings)
+        if (sameConfig(current, stored.value)) return
+        if (sameConsumer(current, stored.value)) return yield* SubscriptionRef.set(settings, stored.value)
+      }
+      const fresh = yield* SubscriptionRef.make(stored.value)
+      configs.set(destinationId, fresh)
       // Stop the old actor completely before the new one pulls, so a key never has two in flight.
       yield* FiberMap.remove(actors, destinationId)
-      yield* FiberMap.run(actors, destinationId, supervised(stored.value))
+      yield* FiberMap.run(actors, destinationId, supervised(stored.value, fresh))
     }).pipe(
       Effect.catchAll((error) => Effect.logWarning(`cannot reconcile destination ${destinationId}`, error)),
       Effect.annotateLogs({ module: "Supervisor" })
@@ -90,15 +102,18 @@ const make = Effect.gen(function* () {
   yield* reconcileAll
   // Announcements from any process (including this one) reconcile at once; the periodic pass
   // catches announcements missed while disconnected.
-  const subscription = yield* Effect.acquireRelease(
-    Effect.sync(() => nats.connection.subscribe(Subjects.CONTROL_DESTINATIONS)),
+  const announced = yield* Queue.unbounded<string>()
+  yield* Effect.acquireRelease(
+    Effect.sync(() =>
+      nats.connection.subscribe(Subjects.CONTROL_DESTINATIONS, {
+        callback: (error, msg) => {
+          if (error === null) Queue.unsafeOffer(announced, msg.string())
+        }
+      })
+    ),
     (sub) => Effect.sync(() => sub.unsubscribe())
   )
-  yield* Stream.fromAsyncIterable(subscription, (cause) => cause).pipe(
-    Stream.runForEach((msg) => reconcile(msg.string())),
-    Effect.catchAll((error) => Effect.logWarning("control subscription ended", error)),
-    Effect.forkScoped
-  )
+  yield* Queue.take(announced).pipe(Effect.flatMap(reconcile), Effect.forever, Effect.forkScoped)
   yield* reconcileAll.pipe(Effect.repeat(Schedule.spaced("30 seconds")), Effect.delay("30 seconds"), Effect.forkScoped)
 
   return {
@@ -110,7 +125,14 @@ const make = Effect.gen(function* () {
 const sameConfig = (a: Destination.Destination, b: Destination.Destination): boolean =>
   JSON.stringify(a) === JSON.stringify(b)
 
-export const layer: Layer.Layer<Supervisor, never, HistoryStore | Nats | Recorder | HttpSender> = Layer.scoped(
+/** Whether `b` keeps the consumer and the lanes of `a`; anything else (URL, limits, policies) applies live. */
+const sameConsumer = (a: Destination.Destination, b: Destination.Destination): boolean =>
+  JSON.stringify(a.subscriptions) === JSON.stringify(b.subscriptions) &&
+  a.ordering === b.ordering &&
+  a.maxConcurrency === b.maxConcurrency &&
+  a.maxQueued === b.maxQueued
+
+export const layer: Layer.Layer<Supervisor, never, HistoryStore | ActorServices> = Layer.scoped(
   Supervisor,
   make
 )

@@ -37,6 +37,7 @@ const storedEvent = (id: string, overrides: Partial<History.StoredEvent> = {}): 
   streamSeq: 42,
   data: { total: 12.5, items: [{ sku: "a" }] },
   headers: null,
+  duplicateOf: null,
   ...overrides
 })
 
@@ -135,6 +136,24 @@ const historySuite = (it: Vitest.MethodsNonLive<HistoryStore>) => {
       expect(Option.getOrThrow(yield* store.getEvent(second.id)).event).toEqual(second)
       expect(Option.getOrThrow(yield* store.getEvent(empty.id)).event).toEqual(empty)
       expect(yield* store.getEvent(uid("missing"))).toEqual(Option.none())
+    })
+  )
+
+  it.effect("marks a later event with a used idempotency key as a duplicate of the first, in any batch", () =>
+    Effect.gen(function* () {
+      const store = yield* HistoryStore
+      const idempotencyKey = uid("idem")
+      const first = storedEvent(uid("evt"), { idempotencyKey })
+      const sameBatch = storedEvent(uid("evt"), { idempotencyKey })
+      const muchLater = storedEvent(uid("evt"), { idempotencyKey })
+      yield* store.insertEvents([first, sameBatch])
+      yield* store.insertEvents([muchLater])
+      yield* store.insertEvents([first, muchLater])
+      const duplicateOf = (id: string) =>
+        store.getEvent(id).pipe(Effect.map((d) => Option.getOrThrow(d).event.duplicateOf))
+      expect(yield* duplicateOf(first.id)).toBe(null)
+      expect(yield* duplicateOf(sameBatch.id)).toBe(first.id)
+      expect(yield* duplicateOf(muchLater.id)).toBe(first.id)
     })
   )
 
@@ -288,6 +307,240 @@ const historySuite = (it: Vitest.MethodsNonLive<HistoryStore>) => {
   )
 }
 
+/** An attempt of its own event, for the stats: when it started, how long it took, how it ended. */
+const timedAttempt = (destinationId: string, startedAtMs: number, durationMs: number, outcome: History.AttemptOutcome) => {
+  const eventId = uid("evt")
+  return new AttemptFinished({
+    id: `${eventId}:${destinationId}:1`,
+    eventId,
+    destinationId,
+    attempt: 1,
+    startedAt: new Date(startedAtMs).toISOString(),
+    durationMs,
+    outcome,
+    statusCode: outcome === "success" ? 200 : 500,
+    error: null,
+    responseExcerpt: null,
+    state: outcome === "success" ? "completed" : "errored",
+    nextAttemptAt: null
+  })
+}
+
+/** Every page of a list, following the cursors from the first. */
+const allPages = <A>(
+  page: (cursor: string | undefined) => Effect.Effect<{ readonly items: ReadonlyArray<A>; readonly nextCursor: string | null }, unknown>
+) =>
+  Effect.gen(function* () {
+    const pages: Array<ReadonlyArray<A>> = []
+    let cursor: string | undefined
+    do {
+      const next = yield* page(cursor)
+      pages.push(next.items)
+      cursor = next.nextCursor ?? undefined
+    } while (cursor !== undefined)
+    return pages
+  })
+
+/** The read side of the admin API; every implementation must pass it. */
+const listingSuite = (it: Vitest.MethodsNonLive<HistoryStore>) => {
+  it.effect("lists events newest first by each filter, in pages without gaps or duplicates", () =>
+    Effect.gen(function* () {
+      const store = yield* HistoryStore
+      const scope = uid("list")
+      const orders = { ...destination(uid("orders")), subscriptions: [`${scope}.order.*`] as const }
+      const invoices = { ...destination(uid("invoices")), subscriptions: [`${scope}.invoice.>`] as const }
+      yield* store.insertDestination(orders)
+      yield* store.insertDestination(invoices)
+      const event = (n: number, type: string, key: string, second: number) =>
+        storedEvent(`${scope}-${n}`, { type: `${scope}.${type}`, key, receivedAt: at(second), streamSeq: n })
+      const [e1, e2, e3, e4, e5] = [
+        event(1, "order.created", "k1", 10),
+        event(2, "order.paid", "k2", 20),
+        event(3, "invoice.sent.late", "k1", 30),
+        event(4, "order.created", "k1", 40),
+        event(5, "order.created", "k3", 40)
+      ]
+      yield* store.insertEvents([e1!, e2!, e3!, e4!, e5!])
+      yield* store.applyFacts([
+        attempt(e1!.id, orders.id, 1, 11, succeeded),
+        attempt(e2!.id, orders.id, 1, 21, failed),
+        attempt(e5!.id, orders.id, 1, 41, { state: "dead", statusCode: 422, error: "HTTP 422" })
+      ])
+
+      const ids = (query: Partial<History.EventQuery>) =>
+        store.listEvents({ type: `${scope}.>`, ...query }).pipe(Effect.map((page) => page.items.map((e) => e.id)))
+      const [id1, id2, id3, id4, id5] = [e1!.id, e2!.id, e3!.id, e4!.id, e5!.id]
+      expect(yield* ids({})).toEqual([id5, id4, id3, id2, id1])
+      expect(yield* ids({ type: `${scope}.order.created` })).toEqual([id5, id4, id1])
+      expect(yield* ids({ type: `${scope}.order.*` })).toEqual([id5, id4, id2, id1])
+      expect(yield* ids({ type: `${scope}.*` })).toEqual([])
+      expect(yield* ids({ type: `*.invoice.>` })).toEqual([id3])
+      expect(yield* ids({ key: "k1" })).toEqual([id4, id3, id1])
+      expect(yield* ids({ since: at(20), until: at(40) })).toEqual([id3, id2])
+      expect(yield* ids({ destination: orders.id })).toEqual([id5, id4, id2, id1])
+      expect(yield* ids({ destination: invoices.id })).toEqual([id3])
+      expect(yield* ids({ state: "completed" })).toEqual([id1])
+      expect(yield* ids({ state: "queued" })).toEqual([id4, id3])
+      expect(yield* ids({ state: "queued", destination: orders.id })).toEqual([id4])
+      expect(yield* ids({ state: "dead", destination: invoices.id })).toEqual([])
+      expect(yield* ids({ type: `${scope}.order.created`, state: "dead" })).toEqual([id5])
+
+      const [first] = (yield* store.listEvents({ type: `${scope}.order.created`, key: "k3" })).items
+      expect(first).toEqual({
+        id: id5,
+        type: e5!.type,
+        key: "k3",
+        version: 3,
+        occurredAt: e5!.occurredAt,
+        receivedAt: at(40),
+        duplicateOf: null,
+        deliveries: [{ destinationId: orders.id, state: "dead", attempts: 1, updatedAt: new Date(base + 41_250).toISOString() }]
+      })
+      const queued = (yield* store.listEvents({ type: `${scope}.>`, key: "k1", until: at(41), since: at(40) })).items
+      expect(queued.map((e) => e.deliveries)).toEqual([[{ destinationId: orders.id, state: "queued", attempts: 0, updatedAt: at(40) }]])
+
+      const pages = yield* allPages((cursor) => store.listEvents({ type: `${scope}.>`, limit: 2, cursor }))
+      expect(pages.map((page) => page.map((e) => e.id))).toEqual([[id5, id4], [id3, id2], [id1]])
+      const last = yield* store.listEvents({ type: `${scope}.>`, limit: 5 })
+      expect(last.nextCursor).toBe(null)
+    })
+  )
+
+  it.effect("refuses a cursor it did not hand out", () =>
+    Effect.gen(function* () {
+      const store = yield* HistoryStore
+      const forged = Buffer.from("yesterday|evt-1").toString("base64url")
+      for (const cursor of ["not a cursor", forged, ""]) {
+        expect((yield* Effect.flip(store.listEvents({ cursor })))._tag).toBe("InvalidCursor")
+        expect((yield* Effect.flip(store.listAudit({ cursor })))._tag).toBe("InvalidCursor")
+      }
+    })
+  )
+
+  it.effect("reads a destination's health transitions newest first", () =>
+    Effect.gen(function* () {
+      const store = yield* HistoryStore
+      const destinationId = uid("dest")
+      const transition = (n: number, from: "active" | "down" | "recovering", to: "active" | "down" | "recovering", second: number) =>
+        new HealthChanged({ id: `${destinationId}-${n}`, destinationId, from, to, reason: `reason ${n}`, at: at(second) })
+      const facts = [
+        transition(1, "active", "down", 10),
+        transition(2, "down", "recovering", 20),
+        transition(3, "recovering", "active", 30),
+        new HealthChanged({ id: uid("health"), destinationId: uid("other"), from: "active", to: "down", reason: "x", at: at(40) })
+      ]
+      yield* store.applyFacts(facts)
+      yield* store.applyFacts(facts)
+      expect(yield* store.healthTimeline(destinationId, 10)).toEqual([
+        { id: `${destinationId}-3`, from: "recovering", to: "active", reason: "reason 3", at: at(30) },
+        { id: `${destinationId}-2`, from: "down", to: "recovering", reason: "reason 2", at: at(20) },
+        { id: `${destinationId}-1`, from: "active", to: "down", reason: "reason 1", at: at(10) }
+      ])
+      expect((yield* store.healthTimeline(destinationId, 2)).map((t) => t.id)).toEqual([`${destinationId}-3`, `${destinationId}-2`])
+      expect(yield* store.healthTimeline(uid("none"), 10)).toEqual([])
+    })
+  )
+
+  it.effect("lists the audit log newest first, of one destination, in pages", () =>
+    Effect.gen(function* () {
+      const store = yield* HistoryStore
+      const destinationId = uid("dest")
+      const entry = (n: number, second: number, forDestination: string | null, details: unknown) =>
+        new OperatorActed({
+          id: `${destinationId}-${n}`,
+          at: at(second),
+          actor: "admin",
+          action: `action.${n}`,
+          destinationId: forDestination,
+          details
+        })
+      const facts = [
+        entry(1, 10, destinationId, { note: "one" }),
+        entry(2, 20, destinationId, null),
+        entry(3, 20, destinationId, ["three"]),
+        entry(4, 25, null, { global: true }),
+        entry(5, 30, uid("other"), null)
+      ]
+      yield* store.applyFacts(facts)
+      yield* store.applyFacts(facts)
+      const pages = yield* allPages((cursor) => store.listAudit({ destination: destinationId, limit: 2, cursor }))
+      expect(pages).toEqual([
+        [
+          { id: `${destinationId}-3`, at: at(20), actor: "admin", action: "action.3", destinationId, details: ["three"] },
+          { id: `${destinationId}-2`, at: at(20), actor: "admin", action: "action.2", destinationId, details: null }
+        ],
+        [{ id: `${destinationId}-1`, at: at(10), actor: "admin", action: "action.1", destinationId, details: { note: "one" } }]
+      ])
+      expect((yield* store.listAudit({})).items).toContainEqual({
+        id: `${destinationId}-4`,
+        at: at(25),
+        actor: "admin",
+        action: "action.4",
+        destinationId: null,
+        details: { global: true }
+      })
+    })
+  )
+
+  it.effect("counts deliveries by state, takes latency percentiles over recent windows and attempts per minute", () =>
+    Effect.gen(function* () {
+      const store = yield* HistoryStore
+      const destinationId = uid("dest")
+      const now = base + 2 * 86_400_000 + 30_000
+      const ago = (ms: number) => now - ms
+      yield* store.applyFacts([
+        // The last 5 minutes: four successes, a failure and a throttled answer.
+        ...[100, 200, 300, 400].map((ms, i) => timedAttempt(destinationId, ago(10_000 + i * 1_000), ms, "success")),
+        timedAttempt(destinationId, ago(15_000), 5_000, "failure"),
+        timedAttempt(destinationId, ago(16_000), 10, "throttled"),
+        // Within the hour, within the day, and older than a day.
+        timedAttempt(destinationId, ago(30 * 60_000), 1_000, "success"),
+        timedAttempt(destinationId, ago(3 * 3_600_000), 2_000, "success"),
+        timedAttempt(destinationId, ago(25 * 3_600_000), 9_000, "success"),
+        // Another destination's attempt counts for nothing here.
+        timedAttempt(uid("other"), ago(1_000), 50, "success")
+      ])
+      yield* store.applyFacts([canceled(uid("evt"), destinationId, 5, "evt-newer")])
+
+      const stats = yield* store.deliveryStats(destinationId, now)
+      expect(stats.states).toEqual({
+        queued: 0,
+        processing: 0,
+        completed: 7,
+        errored: 2,
+        dead: 0,
+        canceled: 1,
+        ignored: 0,
+        duplicate: 0,
+        disabled: 0
+      })
+      const [fiveMinutes, hour, day] = stats.latency
+      expect(fiveMinutes).toMatchObject({ window: "5m", count: 4, p50Ms: 250 })
+      expect(fiveMinutes!.p99Ms).toBeCloseTo(397, 6)
+      expect(hour).toMatchObject({ window: "1h", count: 5, p50Ms: 300 })
+      expect(hour!.p99Ms).toBeCloseTo(976, 6)
+      expect(day).toMatchObject({ window: "24h", count: 6, p50Ms: 350 })
+      expect(day!.p99Ms).toBeCloseTo(1950, 6)
+
+      expect(stats.throughput).toHaveLength(60)
+      const currentMinute = now - (now % 60_000)
+      expect(stats.throughput[0]!.at).toBe(new Date(currentMinute - 59 * 60_000).toISOString())
+      expect(stats.throughput[59]).toEqual({ at: new Date(currentMinute).toISOString(), succeeded: 4, failed: 2 })
+      expect(stats.throughput[29]).toEqual({ at: new Date(currentMinute - 30 * 60_000).toISOString(), succeeded: 1, failed: 0 })
+      const counted = stats.throughput.reduce((sum, p) => sum + p.succeeded + p.failed, 0)
+      expect(counted).toBe(7)
+
+      const idle = yield* store.deliveryStats(uid("idle"), now)
+      expect(idle.latency).toEqual([
+        { window: "5m", count: 0, p50Ms: null, p99Ms: null },
+        { window: "1h", count: 0, p50Ms: null, p99Ms: null },
+        { window: "24h", count: 0, p50Ms: null, p99Ms: null }
+      ])
+      expect(idle.throughput.every((p) => p.succeeded === 0 && p.failed === 0)).toBe(true)
+    })
+  )
+}
+
 const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url))
 const appliedMigrations = pgSchema("drizzle").table("__drizzle_migrations", { id: serial("id"), hash: text("hash") })
 
@@ -332,10 +585,14 @@ const databaseSuite = (it: Vitest.MethodsNonLive<HistoryStore | Database.Databas
   )
 }
 
-layer(layerMemory)("in-memory HistoryStore", historySuite)
+layer(layerMemory)("in-memory HistoryStore", (it) => {
+  historySuite(it)
+  listingSuite(it)
+})
 
 layer(PgHistoryStore.layer.pipe(Layer.provideMerge(Database.layerPglite(undefined))))("PgHistoryStore on PGlite", (it) => {
   historySuite(it)
+  listingSuite(it)
   databaseSuite(it)
 })
 
@@ -343,6 +600,7 @@ const onThrowawayPostgres = Layer.unwrapScoped(Effect.map(throwawayDatabase, Dat
 
 layer(PgHistoryStore.layer.pipe(Layer.provideMerge(onThrowawayPostgres)))("PgHistoryStore on Postgres", (it) => {
   historySuite(it)
+  listingSuite(it)
   databaseSuite(it)
 })
 

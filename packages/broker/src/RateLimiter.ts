@@ -1,0 +1,196 @@
+/**
+ * "Never over the limit in any window, never idle when there is a backlog." A rate limit
+ * `{ perSecond, burst }` allows at most `burst` request starts in any sliding window of
+ * `burst / perSecond` seconds: 8/s burst 8 is at most 8 starts in any one second, 8/s burst 1
+ * is one start every 125 ms. That is stricter than a token bucket (which lets rate + burst
+ * through in the first second) and is what receivers that allow "8 calls per second" mean.
+ * The pure core computes start slots; the limiter sleeps for them on the `Clock`.
+ */
+import type { Destination } from "@sluice/protocol"
+import { Clock, Deferred, Effect, Exit, Ref } from "effect"
+
+type RateLimit = Destination.RateLimit
+
+/** What the window rule needs to place the next start, and any back-off in force. */
+export interface State {
+  /** The latest starts (ms), oldest first: at most the configured `burst` of them. */
+  readonly starts: ReadonlyArray<number>
+  /** Nothing starts before this (ms): a Retry-After back-off. */
+  readonly blockedUntil: number
+}
+
+/** A limiter through which nothing has started yet. */
+export const initial: State = { starts: [], blockedUntil: 0 }
+
+/**
+ * The limit with `factor` applied: the rate is scaled and the burst shrinks with it (to at
+ * least 1), so a slowed-down receiver also sees smaller clumps of requests.
+ */
+const scaled = (limit: RateLimit, factor: number) => {
+  const burst = Math.max(1, Math.floor(limit.burst * factor))
+  return { burst, windowMs: (burst * 1_000) / (limit.perSecond * factor) }
+}
+
+/**
+ * Takes the next start slot: the earliest whole ms ≥ `now` at which a request may start
+ * without putting more than `burst` starts in one window, and not before a back-off ends.
+ * Slots never go back in time, so they are handed out in call order even across limit
+ * changes. `factor` (0 < factor ≤ 1) slows the limit down (429 back-off, recovering ramp); a
+ * `null` limit only honours back-offs. Keeps the last `burst` starts: after the burst is
+ * raised, the first window under the new limit is judged on the fewer starts remembered.
+ */
+export const reserve = (
+  state: State,
+  now: number,
+  limit: RateLimit | null,
+  factor: number
+): { readonly at: number; readonly state: State } => {
+  if (limit === null) return { at: Math.max(now, state.blockedUntil), state }
+  const { burst, windowMs } = scaled(limit, factor)
+  const { starts } = state
+  const windowStart = starts.length >= burst ? starts[starts.length - burst] : undefined
+  const at = Math.ceil(
+    Math.max(now, state.blockedUntil, starts.at(-1) ?? now, windowStart === undefined ? now : windowStart + windowMs)
+  )
+  const kept = starts.slice(Math.max(0, starts.length - limit.burst + 1))
+  return { at, state: { ...state, starts: [...kept, at] } }
+}
+
+/** Nothing starts before `untilMs` (a 429/503 Retry-After); an earlier back-off is never shortened. */
+export const blockUntil = (state: State, untilMs: number): State => ({
+  ...state,
+  blockedUntil: Math.max(state.blockedUntil, untilMs)
+})
+
+/** A slow-down after a 429 (or 503 with Retry-After): the factor it imposes and when it starts to wear off. */
+export interface Throttle {
+  readonly factor: number
+  /** When the back-off ends (ms); recovery is counted from then. */
+  readonly since: number
+}
+
+/** No slow-down. */
+export const unthrottled: Throttle = { factor: 1, since: 0 }
+
+/** The slowest a factor drives a destination: a tenth of its rate. */
+export const minFactor = 0.1
+
+/** How long without another throttle doubles the factor back towards 1. */
+export const recoveryStepMs = 10_000
+
+/** The throttle's factor at `now`: it doubles every `recoveryStepMs` after its back-off ended, up to 1. */
+export const throttleFactor = (throttle: Throttle, now: number): number =>
+  Math.min(1, throttle.factor * 2 ** Math.floor(Math.max(0, now - throttle.since) / recoveryStepMs))
+
+/**
+ * The throttle after the receiver asked to back off until `untilMs`: the rate halves (down to
+ * `minFactor`). A throttle during the back-off of the previous one only extends it: requests
+ * that were in flight together answer 429 together, and that is one signal, not several.
+ */
+export const throttle = (current: Throttle, now: number, untilMs: number): Throttle =>
+  now < current.since
+    ? { factor: current.factor, since: Math.max(current.since, untilMs) }
+    : { factor: Math.max(minFactor, throttleFactor(current, now) / 2), since: untilMs }
+
+/** One destination's rate limiter; its settings change while it runs (PATCH, health, 429s). */
+export interface RateLimiter {
+  /**
+   * Waits until the next request may start and takes that slot, returning its time (ms):
+   * the start the limit accounts for. Waiters are served strictly in call order; one
+   * interrupted while waiting takes no slot.
+   */
+  readonly take: Effect.Effect<number>
+  /** A new limit (a PATCH): applies to every request that has not started yet. */
+  readonly setLimit: (limit: RateLimit | null) => Effect.Effect<void>
+  /** Scales the rate by `factor` (clamped to [minFactor, 1]): the recovering ramp. */
+  readonly setFactor: (factor: number) => Effect.Effect<void>
+  /** Nothing starts before `untilMs` (ms since the epoch). */
+  readonly backOff: (untilMs: number) => Effect.Effect<void>
+  /**
+   * The receiver answered 429 (or 503 with Retry-After): nothing starts for `retryAfterMs`,
+   * and the rate halves, recovering by doubling every `recoveryStepMs` without another one.
+   */
+  readonly throttled: (retryAfterMs: number) => Effect.Effect<void>
+}
+
+interface Settings {
+  readonly limit: RateLimit | null
+  readonly factor: number
+  readonly throttle: Throttle
+  readonly state: State
+  /** Completed on every settings change, so a waiter sleeping towards a slot recomputes it. */
+  readonly changed: Deferred.Deferred<void>
+}
+
+/**
+ * A limiter starting with `limit` (`null`: no limit, only back-offs). Only the waiter at the
+ * head of the line sleeps towards a slot, and recomputes it whenever the settings change; the
+ * others wait for their turn, so a new limit or a back-off applies to all of them at once.
+ */
+export const make = (limit: RateLimit | null): Effect.Effect<RateLimiter> =>
+  Effect.gen(function* () {
+    const settings = yield* Ref.make<Settings>({
+      limit,
+      factor: 1,
+      throttle: unthrottled,
+      state: initial,
+      changed: yield* Deferred.make<void>()
+    })
+    const served = yield* Deferred.make<void>()
+    yield* Deferred.succeed(served, undefined)
+    // The turn of the latest caller: each waiter's turn comes when its predecessor's ends (a queue lock).
+    const lastTurn = yield* Ref.make(served)
+
+    const change = (f: (current: Settings, now: number) => Settings) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        const changed = yield* Deferred.make<void>()
+        const previous = yield* Ref.modify(settings, (current) => [current.changed, { ...f(current, now), changed }])
+        yield* Deferred.succeed(previous, undefined)
+      })
+
+    /** Either the slot taken, or how long to sleep towards it unless the settings change first. */
+    type Wait = { readonly at: number } | { readonly ms: number; readonly changed: Deferred.Deferred<void> }
+    const awaitSlot: Effect.Effect<number> = Effect.gen(function* () {
+      for (;;) {
+        const now = yield* Clock.currentTimeMillis
+        const wait = yield* Ref.modify(settings, (current): readonly [Wait, Settings] => {
+          const factor = current.factor * throttleFactor(current.throttle, now)
+          const slot = reserve(current.state, now, current.limit, factor)
+          return slot.at <= now
+            ? [{ at: slot.at }, { ...current, state: slot.state }]
+            : [{ ms: slot.at - now, changed: current.changed }, current]
+        })
+        if ("at" in wait) return wait.at
+        yield* Effect.race(Effect.sleep(wait.ms), Deferred.await(wait.changed))
+      }
+    })
+
+    const take = Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function* () {
+        const turn = yield* Deferred.make<void>()
+        const previous = yield* Ref.getAndSet(lastTurn, turn)
+        return yield* restore(Effect.zipRight(Deferred.await(previous), awaitSlot)).pipe(
+          // Interrupted before its slot: the successor's turn comes when this one's would have.
+          Effect.onExit((exit) =>
+            Exit.isSuccess(exit)
+              ? Deferred.succeed(turn, undefined)
+              : Deferred.completeWith(turn, Deferred.await(previous))
+          )
+        )
+      })
+    )
+
+    return {
+      take,
+      setLimit: (limit) => change((current) => ({ ...current, limit })),
+      setFactor: (factor) => change((current) => ({ ...current, factor: Math.min(1, Math.max(minFactor, factor)) })),
+      backOff: (untilMs) => change((current) => ({ ...current, state: blockUntil(current.state, untilMs) })),
+      throttled: (retryAfterMs) =>
+        change((current, now) => ({
+          ...current,
+          state: blockUntil(current.state, now + retryAfterMs),
+          throttle: throttle(current.throttle, now, now + retryAfterMs)
+        }))
+    }
+  })

@@ -1,0 +1,218 @@
+import { describe, expect, it } from "@effect/vitest"
+import type { Destination } from "@sluice/protocol"
+import { Clock, Effect, Fiber, Ref, TestClock } from "effect"
+import * as RateLimiter from "../src/RateLimiter.js"
+
+const eightPerSecond: Destination.RateLimit = { perSecond: 8, burst: 8 }
+
+/** Reserves `n` slots in a row, all asked for at `now`; returns their start times. */
+const reserveAll = (
+  n: number,
+  limit: Destination.RateLimit | null,
+  factor = 1,
+  now = 0,
+  from = RateLimiter.initial
+) => {
+  const starts: Array<number> = []
+  let state = from
+  for (let i = 0; i < n; i++) {
+    const slot = RateLimiter.reserve(state, now, limit, factor)
+    starts.push(slot.at)
+    state = slot.state
+  }
+  return { starts, state }
+}
+
+/** The most starts in any window [t, t + windowMs). */
+const busiestWindow = (starts: ReadonlyArray<number>, windowMs: number) =>
+  Math.max(...starts.map((t) => starts.filter((s) => s >= t && s < t + windowMs).length))
+
+describe("RateLimiter.reserve", () => {
+  it("never puts more than burst starts in one window, and never idles with a backlog", () => {
+    const { starts } = reserveAll(100, eightPerSecond)
+    expect(busiestWindow(starts, 1_000)).toBe(8)
+    expect(starts).toEqual(starts.map((_, i) => Math.floor(i / 8) * 1_000))
+    expect(starts[99]).toBe(12_000)
+  })
+
+  it("gives the same slots when each caller asks only when its slot is due", () => {
+    const starts: Array<number> = []
+    let state = RateLimiter.initial
+    let now = 0
+    for (let i = 0; i < 40; i++) {
+      const slot = RateLimiter.reserve(state, now, eightPerSecond, 1)
+      now = slot.at
+      starts.push(slot.at)
+      state = slot.state
+    }
+    expect(starts).toEqual(reserveAll(40, eightPerSecond).starts)
+  })
+
+  it("spaces starts evenly with burst 1", () => {
+    expect(reserveAll(5, { perSecond: 8, burst: 1 }).starts).toEqual([0, 125, 250, 375, 500])
+    expect(reserveAll(4, { perSecond: 3, burst: 1 }).starts).toEqual([0, 334, 668, 1_002])
+  })
+
+  it("does not hold back requests that come slower than the limit", () => {
+    const first = reserveAll(8, eightPerSecond)
+    expect(RateLimiter.reserve(first.state, 1_000, eightPerSecond, 1).at).toBe(1_000)
+    expect(RateLimiter.reserve(first.state, 5_000, eightPerSecond, 1).at).toBe(5_000)
+  })
+
+  it("a factor of 0.5 halves the throughput and the burst", () => {
+    const { starts } = reserveAll(80, eightPerSecond, 0.5)
+    expect(starts.filter((t) => t < 10_000)).toHaveLength(40)
+    expect(busiestWindow(starts, 1_000)).toBe(4)
+    expect(reserveAll(3, { perSecond: 8, burst: 1 }, 0.5).starts).toEqual([0, 250, 500])
+  })
+
+  it("a back-off holds every start until it ends and is never shortened", () => {
+    const blocked = RateLimiter.blockUntil(RateLimiter.blockUntil(RateLimiter.initial, 5_000), 2_000)
+    expect(blocked.blockedUntil).toBe(5_000)
+    expect(reserveAll(10, eightPerSecond, 1, 0, blocked).starts).toEqual([...Array(8).fill(5_000), 6_000, 6_000])
+    expect(RateLimiter.reserve(blocked, 7_000, eightPerSecond, 1).at).toBe(7_000)
+  })
+
+  it("without a limit only a back-off makes a request wait", () => {
+    expect(reserveAll(100, null).starts.every((t) => t === 0)).toBe(true)
+    expect(RateLimiter.reserve(RateLimiter.blockUntil(RateLimiter.initial, 3_000), 1_000, null, 1).at).toBe(3_000)
+  })
+
+  it("hands out slots in call order across a limit change", () => {
+    const slow = reserveAll(3, { perSecond: 1, burst: 1 })
+    expect(slow.starts).toEqual([0, 1_000, 2_000])
+    const fast = reserveAll(3, { perSecond: 100, burst: 100 }, 1, 0, slow.state)
+    expect(fast.starts).toEqual([2_000, 2_000, 2_000])
+  })
+})
+
+describe("RateLimiter.throttle", () => {
+  it("halves the rate down to a tenth, counting a burst of 429s during one back-off once", () => {
+    let throttle = RateLimiter.throttle(RateLimiter.unthrottled, 0, 1_000)
+    expect(throttle).toEqual({ factor: 0.5, since: 1_000 })
+    throttle = RateLimiter.throttle(throttle, 500, 2_000)
+    expect(throttle).toEqual({ factor: 0.5, since: 2_000 })
+    for (const now of [2_000, 3_000, 4_000, 5_000]) throttle = RateLimiter.throttle(throttle, now, now + 1_000)
+    expect(throttle.factor).toBe(RateLimiter.minFactor)
+  })
+
+  it("recovers by doubling every recoveryStepMs after the back-off ended", () => {
+    const throttle = { factor: 0.125, since: 5_000 }
+    const step = RateLimiter.recoveryStepMs
+    expect([0, 5_000 + step - 1, 5_000 + step, 5_000 + 2 * step, 5_000 + 3 * step, 5_000 + 9 * step].map((now) =>
+      RateLimiter.throttleFactor(throttle, now)
+    )).toEqual([0.125, 0.125, 0.25, 0.5, 1, 1])
+    expect(RateLimiter.throttle(throttle, 5_000 + 2 * step, 0).factor).toBe(0.25)
+  })
+})
+
+describe("RateLimiter.make", () => {
+  /** Forks `n` takes; the returned ref counts those that got their slot. */
+  const forkTakes = (limiter: RateLimiter.RateLimiter, n: number) =>
+    Effect.gen(function* () {
+      const done = yield* Ref.make(0)
+      const fibers = yield* Effect.forEach(Array.from({ length: n }), () =>
+        Effect.fork(Effect.zipRight(limiter.take, Ref.update(done, (k) => k + 1)))
+      )
+      return { done, fibers }
+    })
+
+  it.effect("lets 8 requests start per second at 8/s burst 8", () =>
+    Effect.gen(function* () {
+      const limiter = yield* RateLimiter.make(eightPerSecond)
+      const { done, fibers } = yield* forkTakes(limiter, 20)
+      const counts: Array<number> = []
+      for (let i = 0; i < 3; i++) {
+        yield* TestClock.adjust(i === 0 ? 0 : 1_000)
+        counts.push(yield* Ref.get(done))
+      }
+      expect(counts).toEqual([8, 16, 20])
+      yield* Fiber.joinAll(fibers)
+    }))
+
+  it.effect("take answers the slot each request starts in", () =>
+    Effect.gen(function* () {
+      const limiter = yield* RateLimiter.make({ perSecond: 4, burst: 1 })
+      const fiber = yield* Effect.fork(Effect.forEach(Array.from({ length: 4 }), () => limiter.take))
+      yield* TestClock.adjust(1_000)
+      expect(yield* Fiber.join(fiber)).toEqual([0, 250, 500, 750])
+    })
+  )
+
+  it.effect("a new limit changes the pace of requests already waiting", () =>
+    Effect.gen(function* () {
+      const limiter = yield* RateLimiter.make(eightPerSecond)
+      const { done, fibers } = yield* forkTakes(limiter, 20)
+      yield* TestClock.adjust(500)
+      expect(yield* Ref.get(done)).toBe(8)
+      yield* limiter.setLimit({ perSecond: 2, burst: 2 })
+      yield* TestClock.adjust(500)
+      expect(yield* Ref.get(done)).toBe(10)
+      yield* TestClock.adjust(1_000)
+      expect(yield* Ref.get(done)).toBe(12)
+      yield* limiter.setLimit(null)
+      yield* TestClock.adjust(0)
+      expect(yield* Ref.get(done)).toBe(20)
+      yield* Fiber.joinAll(fibers)
+    }))
+
+  it.effect("a 429 holds everything for Retry-After, then goes on at half the rate", () =>
+    Effect.gen(function* () {
+      const limiter = yield* RateLimiter.make(eightPerSecond)
+      const { done, fibers } = yield* forkTakes(limiter, 20)
+      yield* TestClock.adjust(0)
+      yield* limiter.throttled(3_000)
+      const counts: Array<number> = []
+      for (let i = 0; i < 5; i++) {
+        yield* TestClock.adjust(1_000)
+        counts.push(yield* Ref.get(done))
+      }
+      expect(counts).toEqual([8, 8, 12, 16, 20])
+      yield* Fiber.joinAll(fibers)
+    }))
+
+  it.effect("the recovering ramp and a back-off apply at once", () =>
+    Effect.gen(function* () {
+      const limiter = yield* RateLimiter.make(eightPerSecond)
+      yield* limiter.setFactor(0.25)
+      yield* limiter.backOff(2_000)
+      const { done, fibers } = yield* forkTakes(limiter, 4)
+      yield* TestClock.adjust(1_999)
+      expect(yield* Ref.get(done)).toBe(0)
+      yield* TestClock.adjust(1)
+      expect(yield* Ref.get(done)).toBe(2)
+      yield* TestClock.adjust(1_000)
+      expect(yield* Ref.get(done)).toBe(4)
+      yield* Fiber.joinAll(fibers)
+    }))
+
+  it.effect("serves waiters in call order; an interrupted waiter takes no slot", () =>
+    Effect.gen(function* () {
+      const limiter = yield* RateLimiter.make({ perSecond: 8, burst: 1 })
+      const started = yield* Ref.make<Array<readonly [number, number]>>([])
+      const fibers = yield* Effect.forEach([0, 1, 2, 3, 4], (i) =>
+        Effect.fork(
+          Effect.zipRight(
+            limiter.take,
+            Effect.flatMap(Clock.currentTimeMillis, (now) => Ref.update(started, (s) => [...s, [i, now] as const]))
+          )
+        )
+      )
+      yield* TestClock.adjust(0)
+      yield* Fiber.interrupt(fibers[2]!)
+      yield* TestClock.adjust(1_000)
+      expect(yield* Ref.get(started)).toEqual([
+        [0, 0],
+        [1, 125],
+        [3, 250],
+        [4, 375]
+      ])
+    }))
+
+  it.effect("without a limit, take does not wait", () =>
+    Effect.gen(function* () {
+      const limiter = yield* RateLimiter.make(null)
+      yield* Effect.forEach(Array.from({ length: 100 }), () => limiter.take, { concurrency: "unbounded" })
+      expect(yield* Clock.currentTimeMillis).toBe(0)
+    }))
+})
