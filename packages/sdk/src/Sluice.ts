@@ -1,27 +1,43 @@
 /**
  * The producer's side of Sluice as an Effect service: hand an event to JetStream and
  * resolve only once it is durably stored in Sluice's stream, so a short-lived producer
- * can exit right after. The Promise API (`SluiceClient`) runs this same implementation.
+ * can exit right after; and ask the broker what became of it. The Promise API
+ * (`SluiceClient`) and the broker's HTTP ingest run this same implementation.
  */
 import { jetstream, jetstreamManager } from "@nats-io/jetstream"
+import type { NatsConnection } from "@nats-io/transport-node"
 import { connect } from "@nats-io/transport-node"
+import type { History } from "@sluice/protocol"
 import { Envelope, Subjects } from "@sluice/protocol"
+import type { Either } from "effect"
 import { Context, Effect, Layer } from "effect"
-import { messageHeaders, prepare, prepareAll, publishError, storedEventId } from "./internal/message.js"
-import type { PublishError } from "./SluiceError.js"
+import { messageBytes, messageHeaders, prepare, prepareAll, publishError, storedEventId } from "./internal/message.js"
+import { makeStatus } from "./internal/status.js"
+import type { InvalidEnvelope, PublishError, StatusError } from "./SluiceError.js"
 import { ConnectionFailed, PublishFailed } from "./SluiceError.js"
 
 /** What a producer hands over: `type` and `data`, optionally `id`, `key`, `version`, `idempotencyKey`, … */
 export type PublishInput = Envelope.PublishInput
 
+/** An event as the broker's history holds it, with its state at every destination that subscribed. */
+export type EventDetail = History.EventDetail
+
+/** How the service publishes and where it asks for status, however NATS was reached. */
+export interface ClientOptions {
+  /** How long to wait for JetStream's acknowledgement before failing with `PublishTimeout` (default 5000). */
+  readonly ackTimeoutMs?: number
+  /** The broker's admin API, e.g. `http://127.0.0.1:7700`; needed by `status` only. */
+  readonly adminUrl?: string
+  /** The admin token `status` sends as `Authorization: Bearer …` (`<data dir>/admin-token` of a local broker). */
+  readonly adminToken?: string
+}
+
 /** Where and how to reach NATS. Lost connections are retried forever in the background. */
-export interface ConnectOptions {
+export interface ConnectOptions extends ClientOptions {
   /** NATS server URL(s), e.g. `nats://127.0.0.1:4222`. */
   readonly servers: string | ReadonlyArray<string>
   /** Connection name shown by `nats server report connections` (default `sluice-sdk`). */
   readonly name?: string
-  /** How long to wait for JetStream's acknowledgement before failing with `PublishTimeout` (default 5000). */
-  readonly ackTimeoutMs?: number
   /** NATS auth token. */
   readonly token?: string
 }
@@ -52,22 +68,34 @@ export class Sluice extends Context.Tag("@sluice/sdk/Sluice")<
      * pipelined; results are in input order.
      */
     readonly publishMany: (inputs: ReadonlyArray<PublishInput>) => Effect.Effect<ReadonlyArray<PublishResult>, PublishError>
+    /**
+     * Asks the broker's admin API (`adminUrl`) what became of an event: whether it was
+     * received, and its state at each destination — so a producer can keep its own copy
+     * until the event is delivered.
+     */
+    readonly status: (eventId: string) => Effect.Effect<EventDetail, StatusError>
   }
 >() {}
 
-const make = (options: ConnectOptions) =>
+/**
+ * Validates inputs and resolves them to the envelopes `publishMany` sends, ids and times
+ * filled in, without sending anything (the first invalid input fails all, its error naming
+ * the position: `[3].type`). Publishing these envelopes publishes exactly these ids, so a
+ * retry of them is deduplicated.
+ */
+export const validate: (inputs: ReadonlyArray<unknown>) => Either.Either<ReadonlyArray<Envelope.Envelope>, InvalidEnvelope> =
+  prepareAll
+
+/** How many bytes an envelope takes as a JetStream message, headers included: what the stream's size limit counts. */
+export const sizeOf: (envelope: Envelope.Envelope) => number = messageBytes
+
+/**
+ * The service over a NATS connection its caller owns and closes (the broker's HTTP ingest
+ * publishes over the broker's own connection this way).
+ */
+export const fromConnection = (nc: NatsConnection, options: ClientOptions = {}): Effect.Effect<Sluice["Type"]> =>
   Effect.gen(function* () {
-    const servers = typeof options.servers === "string" ? [options.servers] : [...options.servers]
     const timeoutMs = options.ackTimeoutMs ?? 5000
-    // Every publish awaits its ack before the scope can close, so nothing is left to drain.
-    const nc = yield* Effect.acquireRelease(
-      Effect.tryPromise({
-        try: () => connect({ servers, name: options.name ?? "sluice-sdk", token: options.token, ...reconnect }),
-        catch: (error) =>
-          new ConnectionFailed({ servers: servers.join(","), reason: error instanceof Error ? error.message : String(error) })
-      }),
-      (nc) => Effect.promise(() => nc.close())
-    )
     const js = jetstream(nc, { timeout: timeoutMs })
     const jsm = yield* Effect.promise(() => jetstreamManager(nc, { timeout: timeoutMs, checkAPI: false }))
 
@@ -107,7 +135,10 @@ const make = (options: ConnectOptions) =>
         )
       )
 
+    const status = yield* makeStatus({ adminUrl: options.adminUrl, adminToken: options.adminToken, timeoutMs })
+
     return Sluice.of({
+      status,
       publish: (input) =>
         Effect.gen(function* () {
           const envelope = yield* prepare(input)
@@ -120,6 +151,21 @@ const make = (options: ConnectOptions) =>
           return yield* Effect.forEach(envelopes, send, { concurrency: maxInFlight })
         })
     })
+  })
+
+const make = (options: ConnectOptions) =>
+  Effect.gen(function* () {
+    const servers = typeof options.servers === "string" ? [options.servers] : [...options.servers]
+    // Every publish awaits its ack before the scope can close, so nothing is left to drain.
+    const nc = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () => connect({ servers, name: options.name ?? "sluice-sdk", token: options.token, ...reconnect }),
+        catch: (error) =>
+          new ConnectionFailed({ servers: servers.join(","), reason: error instanceof Error ? error.message : String(error) })
+      }),
+      (nc) => Effect.promise(() => nc.close())
+    )
+    return yield* fromConnection(nc, options)
   })
 
 /** Connects to NATS for the lifetime of the scope; fails with `ConnectionFailed` if the first connect does. */

@@ -4,9 +4,10 @@
  * instances (`err._tag === "PublishTimeout"`, `err instanceof PublishTimeout`).
  */
 import type { Effect } from "effect"
-import { Cause, Exit, ManagedRuntime } from "effect"
+import { ManagedRuntime } from "effect"
+import { settle } from "./internal/settle.js"
 import * as Sluice from "./Sluice.js"
-import type { PublishError } from "./SluiceError.js"
+import type { PublishError, StatusError } from "./SluiceError.js"
 
 /** A connected producer. Call `close()` when done: publishes still awaiting their ack finish first. */
 export interface SluiceClient {
@@ -17,14 +18,13 @@ export interface SluiceClient {
   readonly publish: (input: Sluice.PublishInput) => Promise<Sluice.PublishResult>
   /** Validates all inputs first (nothing sent if one is invalid), then publishes them pipelined, results in input order. */
   readonly publishMany: (inputs: ReadonlyArray<Sluice.PublishInput>) => Promise<ReadonlyArray<Sluice.PublishResult>>
+  /**
+   * What became of an event, from the broker's admin API (`adminUrl`, `adminToken`); rejects
+   * with `AdminApiNotConfigured`, `EventNotFound` (not in the history yet: poll again) or
+   * `StatusUnavailable`.
+   */
+  readonly status: (eventId: string) => Promise<Sluice.EventDetail>
   readonly close: () => Promise<void>
-}
-
-/** Rejects with the typed failure itself rather than Effect's wrapper, so `_tag` and fields are there. */
-const settle = async <A, E>(exit: Promise<Exit.Exit<A, E>>): Promise<A> => {
-  const result = await exit
-  if (Exit.isSuccess(result)) return result.value
-  throw Cause.squash(result.cause)
 }
 
 /** Connects to NATS; rejects with `ConnectionFailed` when the first connection cannot be made. */
@@ -37,7 +37,7 @@ export const connect = async (options: Sluice.ConnectOptions): Promise<SluiceCli
   // A producer that forgets to await its last publish before close() still gets it stored.
   const inFlight = new Set<Promise<unknown>>()
   let closed = false
-  const run = <A>(effect: Effect.Effect<A, PublishError>): Promise<A> => {
+  const run = <A>(effect: Effect.Effect<A, PublishError | StatusError>): Promise<A> => {
     if (closed) return Promise.reject(new Error("this Sluice client is closed"))
     const result = settle(runtime.runPromiseExit(effect))
     inFlight.add(result)
@@ -48,6 +48,7 @@ export const connect = async (options: Sluice.ConnectOptions): Promise<SluiceCli
   return {
     publish: (input) => run(sluice.publish(input)),
     publishMany: (inputs) => run(sluice.publishMany(inputs)),
+    status: (eventId) => run(sluice.status(eventId)),
     close: async () => {
       closed = true
       await Promise.allSettled(inFlight)

@@ -2,7 +2,7 @@
  * The few failures a producer can act on, each named for what to do about it:
  * fix the input (`InvalidEnvelope`), retry later with the same id (`PublishTimeout`),
  * start the broker (`StreamNotFound`), look at the reason (`PublishFailed`,
- * `ConnectionFailed`).
+ * `ConnectionFailed`, `OutboxUnavailable`).
  */
 import { Envelope } from "@sluice/protocol"
 import { Schema } from "effect"
@@ -56,5 +56,49 @@ export class ConnectionFailed extends Schema.TaggedError<ConnectionFailed>()("Co
   }
 }
 
+/**
+ * The outbox relay cannot use its database: unreachable, or without the `sluice_outbox`
+ * table (run the outbox migration). Rows already enqueued stay there until a relay runs.
+ */
+export class OutboxUnavailable extends Schema.TaggedError<OutboxUnavailable>()("OutboxUnavailable", {
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `the outbox database is unavailable: ${this.reason}`
+  }
+}
+
 /** Everything `publish` and `publishMany` can fail with. */
 export type PublishError = InvalidEnvelope | PublishTimeout | StreamNotFound | PublishFailed
+
+/** `status` asks the broker's admin API, and none was given: connect with `adminUrl` and `adminToken`. */
+export class AdminApiNotConfigured extends Schema.TaggedError<AdminApiNotConfigured>()("AdminApiNotConfigured", {}) {
+  override get message(): string {
+    return "status() needs the broker's admin API: connect with `adminUrl` (e.g. http://127.0.0.1:7700) and `adminToken`"
+  }
+}
+
+/**
+ * The broker's history has no such event (yet). History is written moments after JetStream
+ * stored the event, so poll again; an id that was never published stays unknown.
+ */
+export class EventNotFound extends Schema.TaggedError<EventNotFound>()("EventNotFound", {
+  eventId: Schema.String
+}) {
+  override get message(): string {
+    return `event ${this.eventId} is not in the broker's history (yet) — poll again shortly`
+  }
+}
+
+/** The admin API did not answer the status question: unreachable, the token refused, or the history unavailable. */
+export class StatusUnavailable extends Schema.TaggedError<StatusUnavailable>()("StatusUnavailable", {
+  eventId: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `cannot get the status of event ${this.eventId}: ${this.reason}`
+  }
+}
+
+/** Everything `status` can fail with. */
+export type StatusError = AdminApiNotConfigured | EventNotFound | StatusUnavailable

@@ -71,6 +71,18 @@ export const messageHeaders = (envelope: Envelope.Envelope): MsgHdrs => {
   return h
 }
 
+/**
+ * The size JetStream holds against a stream's maximum message size: the JSON body and the
+ * headers as they go on the wire (`NATS/1.0`, a `name: value` line each, a blank line).
+ */
+export const messageBytes = (envelope: Envelope.Envelope): number => {
+  let bytes = Buffer.byteLength(Envelope.encodeEnvelope(envelope)) + Buffer.byteLength("NATS/1.0\r\n\r\n")
+  for (const [name, values] of messageHeaders(envelope)) {
+    for (const value of values) bytes += Buffer.byteLength(`${name}: ${value}\r\n`)
+  }
+  return bytes
+}
+
 /** The event id of a stored message: its `Sluice-Event-Id` header, else the id in its body. */
 export const storedEventId = (stored: StoredMsg): string | undefined => {
   const header = stored.header?.get(Subjects.Headers.eventId)
