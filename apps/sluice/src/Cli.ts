@@ -4,14 +4,26 @@
  */
 import { Command, Options } from "@effect/cli"
 import { Config, Option } from "effect"
+import type { AdminEndpoint } from "./AdminClient.js"
 import { DEFAULT_ADMIN_URL } from "./AdminClient.js"
 
-/** Where the admin API listens; shared by every subcommand that talks to a running broker. */
-export const adminUrl = Options.text("admin-url").pipe(
-  Options.withDescription("admin API of a running broker"),
-  Options.withFallbackConfig(Config.string("SLUICE_ADMIN_URL")),
-  Options.withDefault(DEFAULT_ADMIN_URL)
-)
+/**
+ * Where the admin API listens and the admin token to send (`--admin-url`, `--admin-token`);
+ * shared by every subcommand that talks to a running broker. Without a token the CLI uses
+ * the one a local broker generated into its data directory.
+ */
+export const adminUrl: Options.Options<AdminEndpoint> = Options.all({
+  url: Options.text("admin-url").pipe(
+    Options.withDescription("admin API of a running broker"),
+    Options.withFallbackConfig(Config.string("SLUICE_ADMIN_URL")),
+    Options.withDefault(DEFAULT_ADMIN_URL)
+  ),
+  token: Options.redacted("admin-token").pipe(
+    Options.withDescription("admin token (default: SLUICE_ADMIN_TOKEN, else <SLUICE_DATA_DIR or .sluice>/admin-token)"),
+    Options.withFallbackConfig(Config.redacted("SLUICE_ADMIN_TOKEN")),
+    Options.optional
+  )
+})
 
 export const sluice = Command.make("sluice", {}).pipe(
   Command.withDescription("Sluice: an event broker that delivers events to HTTP destinations")

@@ -3,6 +3,7 @@ import { Command, Options } from "@effect/cli"
 import { FileSystem } from "@effect/platform"
 import { Sluice } from "@sluice/sdk"
 import { Config, Console, Data, Effect, Option } from "effect"
+import type { AdminEndpoint } from "../AdminClient.js"
 import { AdminClient, layer as adminLayer } from "../AdminClient.js"
 import { adminUrl, optionalText, orUndefined } from "../Cli.js"
 
@@ -27,7 +28,7 @@ const parseJson = (text: string, where: string) =>
 /** `--version 3` is a number, `--version 2026-11-23T09:00:00Z` a time. */
 const parseVersion = (v: string): number | string => (/^\d+$/.test(v) ? Number(v) : v)
 
-const resolveNatsUrl = (flag: Option.Option<string>, admin: string) =>
+const resolveNatsUrl = (flag: Option.Option<string>, admin: AdminEndpoint) =>
   Option.match(flag, {
     onSome: Effect.succeed,
     onNone: () =>
