@@ -153,7 +153,7 @@ layer(NatsFixture.layer, { excludeTestServices: true })("publish", (it) => {
 })
 
 describe("publish without a usable stream", () => {
-  it.scopedLive("fails with StreamNotFound when the broker never created SLUICE_EVENTS", () =>
+  it.scoped("fails with StreamNotFound when the broker never created SLUICE_EVENTS", () =>
     Effect.gen(function* () {
       const server = yield* tempNatsServer
       const jsm = yield* inspector(server.url, { createStreams: false })
@@ -168,7 +168,7 @@ describe("publish without a usable stream", () => {
     })
   )
 
-  it.scopedLive("fails with PublishTimeout when the server is gone; retrying with the same id stores it once", () =>
+  it.scoped("fails with PublishTimeout when the server is gone; retrying with the same id stores it once", () =>
     Effect.gen(function* () {
       const server = yield* tempNatsServer
       yield* Effect.scoped(inspector(server.url))
