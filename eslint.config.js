@@ -1,4 +1,5 @@
 import js from "@eslint/js"
+import reactHooks from "eslint-plugin-react-hooks"
 import tseslint from "typescript-eslint"
 
 export default tseslint.config(
@@ -12,6 +13,10 @@ export default tseslint.config(
       "@typescript-eslint/consistent-type-imports": "error",
       "no-console": "off"
     }
+  },
+  {
+    files: ["packages/admin-web/src/**/*.{ts,tsx}"],
+    ...reactHooks.configs.flat.recommended
   },
   {
     files: ["**/*.js", "**/*.mjs", "**/*.cjs"],

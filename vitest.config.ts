@@ -3,7 +3,7 @@ import { defineConfig } from "vitest/config"
 export default defineConfig({
   test: {
     include: ["packages/*/test/**/*.test.{ts,tsx}", "apps/*/test/**/*.test.ts", "test/**/*.test.ts"],
-    exclude: ["**/node_modules/**", "test/browser/**"],
+    exclude: ["**/node_modules/**"],
     pool: "forks",
     poolOptions: { forks: { maxForks: 4, minForks: 1 } },
     testTimeout: 60_000,
