@@ -1,7 +1,7 @@
 /**
  * The whole broker as one layer: NATS (external or embedded), the history database
- * (Postgres or embedded PGlite), the destination supervisor, the history writer and the
- * admin API. `sluice start` launches it; tests build it in-process.
+ * (Postgres or embedded PGlite), the destination supervisor, the history writer and
+ * pruner, and the admin API. `sluice start` launches it; tests build it in-process.
  */
 import { Effect, Layer, Option } from "effect"
 import { join } from "node:path"
@@ -10,6 +10,7 @@ import { BrokerConfig } from "./BrokerConfig.js"
 import * as Database from "./Database.js"
 import * as Destinations from "./Destinations.js"
 import * as HealthStore from "./HealthStore.js"
+import * as HistoryPruner from "./HistoryPruner.js"
 import * as HistoryWriter from "./HistoryWriter.js"
 import * as HttpSender from "./HttpSender.js"
 import * as IdempotencyStore from "./IdempotencyStore.js"
@@ -44,7 +45,7 @@ export const databaseLayer = Layer.unwrapEffect(
   })
 )
 
-const core = Layer.mergeAll(Supervisor.layer, HistoryWriter.layer).pipe(
+const core = Layer.mergeAll(Supervisor.layer, HistoryWriter.layer, HistoryPruner.layer).pipe(
   Layer.provideMerge(Layer.mergeAll(HealthStore.layer, KeyVersions.layer, IdempotencyStore.layer)),
   Layer.provideMerge(Recorder.layer),
   Layer.provideMerge(HttpSender.layer),

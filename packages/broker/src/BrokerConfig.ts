@@ -2,7 +2,7 @@
  * Every setting of the broker, decoded once at start from environment variables and an
  * optional JSON config file. A bad value fails the start with a message naming the setting.
  */
-import { Config, ConfigProvider, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { Config, ConfigError, ConfigProvider, Context, Duration, Effect, Either, Layer, Option, Redacted } from "effect"
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 
@@ -20,6 +20,11 @@ export interface BrokerSettings {
   readonly adminWebDir: string
   readonly streamMaxAge: Duration.Duration
   readonly duplicateWindow: Duration.Duration
+  /**
+   * How long the history keeps events, attempts, health transitions and audit entries;
+   * `Duration.infinity` keeps them forever. Never shorter than `streamMaxAge` in effect.
+   */
+  readonly historyRetention: Duration.Duration
   readonly maxEventBytes: number
   /** Largest HTTP ingest request body (one event or a batch). */
   readonly maxIngestBytes: number
@@ -43,6 +48,7 @@ export const defaults: BrokerSettings = {
   adminWebDir: fileURLToPath(new URL("../../admin-web/dist", import.meta.url)),
   streamMaxAge: Duration.days(7),
   duplicateWindow: Duration.minutes(2),
+  historyRetention: Duration.days(30),
   maxEventBytes: 1024 * 1024,
   maxIngestBytes: 4 * 1024 * 1024,
   streamReplicas: 1,
@@ -53,6 +59,24 @@ export const defaults: BrokerSettings = {
 
 const nonEmptyString = (name: string) =>
   Config.string(name).pipe(Config.validate({ message: "must not be empty", validation: (s) => s.trim().length > 0 }))
+
+/** What `retention` accepts to keep forever. */
+const KEEP_FOREVER = "forever"
+
+/** A positive duration, or `forever` (`Duration.infinity`). */
+const retention = (name: string) =>
+  Config.string(name).pipe(
+    Config.mapOrFail((text) =>
+      text.trim() === KEEP_FOREVER
+        ? Either.right(Duration.infinity)
+        : Duration.decodeUnknown(text).pipe(
+            Option.filter((d) => Duration.greaterThan(d, Duration.zero)),
+            Either.fromOption(() =>
+              ConfigError.InvalidData([], `must be a positive duration such as \`30 days\`, or \`${KEEP_FOREVER}\``)
+            )
+          )
+    )
+  )
 
 /** A bearer token: long enough not to be guessed, and without blanks that HTTP would trim away. */
 const token = (name: string) =>
@@ -86,6 +110,10 @@ export const config: Config.Config<BrokerSettings> = Config.all({
   ),
   streamMaxAge: Config.duration("SLUICE_STREAM_MAX_AGE").pipe(Config.withDefault(defaults.streamMaxAge)),
   duplicateWindow: Config.duration("SLUICE_DUPLICATE_WINDOW").pipe(Config.withDefault(defaults.duplicateWindow)),
+  historyRetention: retention("SLUICE_HISTORY_RETENTION").pipe(
+    Config.withDescription("How long history is kept (at least as long as the stream keeps events); `forever` never prunes"),
+    Config.withDefault(defaults.historyRetention)
+  ),
   maxEventBytes: Config.integer("SLUICE_MAX_EVENT_BYTES").pipe(
     Config.validate({ message: "must be between 1024 and 67108864", validation: (n) => n >= 1024 && n <= 64 * 1024 * 1024 }),
     Config.withDefault(defaults.maxEventBytes)

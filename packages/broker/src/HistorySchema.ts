@@ -113,7 +113,11 @@ export const healthTransitions = pgTable(
     reason: text("reason").notNull(),
     at: at("at").notNull()
   },
-  (t) => [index("health_transitions_destination_at_idx").on(t.destinationId, t.at)]
+  (t) => [
+    index("health_transitions_destination_at_idx").on(t.destinationId, t.at),
+    // Pruning deletes the oldest transitions of all destinations.
+    index("health_transitions_at_idx").on(t.at)
+  ]
 )
 
 /** What operators (or the broker acting for them) did. */

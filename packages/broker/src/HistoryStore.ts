@@ -66,8 +66,26 @@ export class HistoryStore extends Context.Tag("@sluice/broker/HistoryStore")<
      * `latencyWindows` ending at `now` (epoch ms), and attempts per minute over `throughputSpan(now)`.
      */
     readonly deliveryStats: (destinationId: string, now: number) => Effect.Effect<DeliveryStats, HistoryUnavailable>
+    /**
+     * Removes what happened before `olderThan`: events received before it with their
+     * deliveries, attempts and idempotency keys — except events with a delivery still in
+     * flight (queued, processing, errored) — and older health transitions and audit entries.
+     * Works through at most `batchSize` events or entries at a time, each batch in its own
+     * short statement or transaction, so writers never wait long behind it.
+     */
+    readonly prune: (olderThan: Date, batchSize?: number) => Effect.Effect<Pruned, HistoryUnavailable>
   }
 >() {}
+
+/** What one `prune` removed, for the log. */
+export interface Pruned {
+  readonly events: number
+  readonly healthTransitions: number
+  readonly auditEntries: number
+}
+
+/** Rows per pruning statement when the caller names no other. */
+export const PRUNE_BATCH_SIZE = 1000
 
 /** Page size of the lists when the query names none. */
 export const DEFAULT_PAGE_SIZE = 50
@@ -426,6 +444,39 @@ export const layerMemory: Layer.Layer<HistoryStore> = Layer.sync(HistoryStore, (
           }),
           throughput: throughputPoints(now, counted)
         }
+      }),
+    prune: (olderThan) =>
+      Effect.sync(() => {
+        const before = (timestamp: string) => Date.parse(timestamp) < olderThan.getTime()
+        const inFlight = new Set(
+          Array.from(deliveries.values())
+            .filter((d) => !States.isFinalDeliveryState(d.state))
+            .map((d) => d.eventId)
+        )
+        const pruned = { events: 0, healthTransitions: 0, auditEntries: 0 }
+        for (const event of events.values()) {
+          if (!before(event.receivedAt) || inFlight.has(event.id)) continue
+          events.delete(event.id)
+          pruned.events += 1
+          if (event.idempotencyKey !== null && idempotencyKeys.get(event.idempotencyKey) === event.id) {
+            idempotencyKeys.delete(event.idempotencyKey)
+          }
+          for (const [key, d] of deliveries) if (d.eventId === event.id) deliveries.delete(key)
+          for (const [key, a] of attempts) if (a.eventId === event.id) attempts.delete(key)
+        }
+        for (const [id, t] of transitions) {
+          if (before(t.at)) {
+            transitions.delete(id)
+            pruned.healthTransitions += 1
+          }
+        }
+        for (const [id, entry] of audit) {
+          if (before(entry.at)) {
+            audit.delete(id)
+            pruned.auditEntries += 1
+          }
+        }
+        return pruned
       }),
     getEvent: (id) =>
       Effect.sync(() =>

@@ -4,8 +4,8 @@
  * newest-fact-wins rules of `HistoryStore` are expressed in each upsert's `set`, so a
  * replayed or late fact cannot move a delivery backwards, whichever process applies it.
  */
-import { Destination, type History, type States } from "@sluice/protocol"
-import { and, asc, desc, eq, exists, gte, inArray, isNull, lt, lte, ne, or, sql, type SQL } from "drizzle-orm"
+import { Destination, type History, States } from "@sluice/protocol"
+import { and, asc, desc, eq, exists, gte, inArray, isNull, lt, lte, ne, notExists, or, sql, type SQL } from "drizzle-orm"
 import type { PgColumn } from "drizzle-orm/pg-core"
 import { Array, Effect, Layer, Option } from "effect"
 import { Database, type HistoryDatabase } from "./Database.js"
@@ -23,6 +23,7 @@ import {
   latencyWindows,
   MINUTE_MS,
   type Position,
+  PRUNE_BATCH_SIZE,
   stateCounts,
   throughputPoints,
   throughputSpan,
@@ -537,6 +538,107 @@ const deliveryStats = async (db: HistoryDatabase, destinationId: string, now: nu
   }
 }
 
+// ---- pruning
+
+/** Delivery states an event is still in flight in: such an event is kept however old. */
+const inFlightStates = States.DeliveryState.literals.filter((state) => !States.isFinalDeliveryState(state))
+
+/**
+ * The next `limit` events received before `olderThan`, oldest first, after `position`.
+ * Walking by position rather than rescanning from the oldest keeps the events that are
+ * still in flight from being read again by every batch.
+ */
+const selectPruneCandidates = (db: HistoryDatabase, olderThan: Date, position: Option.Option<Position>, limit: number) =>
+  db
+    .select({ id: events.id, receivedAt: events.receivedAt })
+    .from(events)
+    .where(
+      and(
+        lt(events.receivedAt, olderThan),
+        Option.isNone(position)
+          ? undefined
+          : sql`(${events.receivedAt}, ${events.id}) > (${position.value.at}::timestamptz, ${position.value.id})`
+      )
+    )
+    .orderBy(asc(events.receivedAt), asc(events.id))
+    .limit(limit)
+
+/** Deletes those of the events that are old enough and no longer in flight (checked again here, under the row locks). */
+const deleteSettledEvents = (db: HistoryDatabase, ids: ReadonlyArray<string>, olderThan: Date) =>
+  db
+    .delete(events)
+    .where(
+      and(
+        inArray(events.id, [...ids]),
+        lt(events.receivedAt, olderThan),
+        notExists(
+          db
+            .select({ one: sql`1` })
+            .from(deliveries)
+            .where(and(eq(deliveries.eventId, events.id), inArray(deliveries.state, inFlightStates)))
+        )
+      )
+    )
+    .returning({ id: events.id, idempotencyKey: events.idempotencyKey })
+
+const deleteDeliveriesOf = (db: HistoryDatabase, eventIds: ReadonlyArray<string>) =>
+  db.delete(deliveries).where(inArray(deliveries.eventId, [...eventIds]))
+
+const deleteAttemptsOf = (db: HistoryDatabase, eventIds: ReadonlyArray<string>) =>
+  db.delete(attempts).where(inArray(attempts.eventId, [...eventIds]))
+
+/** The keys these events claimed; a key claimed by an event that is kept stays. */
+const deleteIdempotencyKeysOf = (
+  db: HistoryDatabase,
+  gone: ReadonlyArray<{ readonly id: string; readonly idempotencyKey: string | null }>
+) => {
+  const keys = gone.flatMap((event) => (event.idempotencyKey === null ? [] : [event.idempotencyKey]))
+  return keys.length === 0
+    ? Promise.resolve()
+    : db.delete(idempotencyKeys).where(
+        and(
+          inArray(idempotencyKeys.key, keys),
+          inArray(
+            idempotencyKeys.eventId,
+            gone.map((event) => event.id)
+          )
+        )
+      )
+}
+
+/** One batch of events with everything recorded about them, in one short transaction; how many events went. */
+const pruneEventBatch = (db: HistoryDatabase, ids: ReadonlyArray<string>, olderThan: Date): Promise<number> =>
+  db.transaction(async (tx) => {
+    const gone = await deleteSettledEvents(tx, ids, olderThan)
+    if (gone.length === 0) return 0
+    const goneIds = gone.map((event) => event.id)
+    await deleteDeliveriesOf(tx, goneIds)
+    await deleteAttemptsOf(tx, goneIds)
+    await deleteIdempotencyKeysOf(tx, gone)
+    return gone.length
+  })
+
+/** Deletes up to `limit` health transitions from before `olderThan`; how many went. */
+const deleteOldHealthTransitions = (db: HistoryDatabase, olderThan: Date, limit: number) =>
+  db
+    .delete(healthTransitions)
+    .where(
+      inArray(
+        healthTransitions.id,
+        db.select({ id: healthTransitions.id }).from(healthTransitions).where(lt(healthTransitions.at, olderThan)).limit(limit)
+      )
+    )
+    .returning({ id: healthTransitions.id })
+    .then((rows) => rows.length)
+
+/** Deletes up to `limit` audit entries from before `olderThan`; how many went. */
+const deleteOldAuditEntries = (db: HistoryDatabase, olderThan: Date, limit: number) =>
+  db
+    .delete(auditLog)
+    .where(inArray(auditLog.id, db.select({ id: auditLog.id }).from(auditLog).where(lt(auditLog.at, olderThan)).limit(limit)))
+    .returning({ id: auditLog.id })
+    .then((rows) => rows.length)
+
 const make = Effect.gen(function* () {
   const { db } = yield* Database
   const query = <A>(what: string, run: (db: HistoryDatabase) => Promise<A>): Effect.Effect<A, HistoryUnavailable> =>
@@ -605,7 +707,47 @@ const make = Effect.gen(function* () {
     listAudit: (q) =>
       decodeCursor(q.cursor).pipe(Effect.flatMap((position) => query("listing the audit log", (db) => listAudit(db, q, position)))),
     deliveryStats: (destinationId, now) =>
-      query(`reading the delivery stats of ${destinationId}`, (db) => deliveryStats(db, destinationId, now))
+      query(`reading the delivery stats of ${destinationId}`, (db) => deliveryStats(db, destinationId, now)),
+    prune: (olderThan, batchSize = PRUNE_BATCH_SIZE) => {
+      // Each batch is its own short statement or transaction, so writers wait for at most
+      // one batch, and an interruption (shutdown) stops between batches.
+      const pruneEvents = Effect.gen(function* () {
+        let total = 0
+        let position = Option.none<Position>()
+        for (;;) {
+          const candidates = yield* query("reading events to prune", (db) =>
+            selectPruneCandidates(db, olderThan, position, batchSize)
+          )
+          const last = candidates[candidates.length - 1]
+          if (last === undefined) return total
+          total += yield* query(`pruning ${candidates.length} events`, (db) =>
+            pruneEventBatch(
+              db,
+              candidates.map((event) => event.id),
+              olderThan
+            )
+          )
+          if (candidates.length < batchSize) return total
+          position = Option.some({ at: toIso(last.receivedAt), id: last.id })
+        }
+      })
+      const untilShort = (deleteBatch: Effect.Effect<number, HistoryUnavailable>) =>
+        Effect.gen(function* () {
+          let total = 0
+          for (;;) {
+            const removed = yield* deleteBatch
+            total += removed
+            if (removed < batchSize) return total
+          }
+        })
+      return Effect.all({
+        events: pruneEvents,
+        healthTransitions: untilShort(
+          query("pruning health transitions", (db) => deleteOldHealthTransitions(db, olderThan, batchSize))
+        ),
+        auditEntries: untilShort(query("pruning the audit log", (db) => deleteOldAuditEntries(db, olderThan, batchSize)))
+      })
+    }
   })
 })
 

@@ -1,0 +1,1 @@
+CREATE INDEX "health_transitions_at_idx" ON "health_transitions" USING btree ("at");
