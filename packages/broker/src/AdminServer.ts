@@ -3,19 +3,21 @@
  */
 import { HttpApiBuilder } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream"
-import { AdminApi, Subjects } from "@sluice/protocol"
+import { AdminApi } from "@sluice/protocol"
 import { Clock, Effect, Layer, Option } from "effect"
 import { Server } from "node:http"
 import * as AdminWeb from "./AdminWeb.js"
 import * as Auth from "./Auth.js"
+import { backlogOf } from "./Backlog.js"
 import { BrokerConfig } from "./BrokerConfig.js"
 import { Destinations } from "./Destinations.js"
 import { withPendingDeliveries } from "./EventStatus.js"
 import { HistoryStore, type HistoryUnavailable, type InvalidCursor } from "./HistoryStore.js"
 import * as Ingest from "./Ingest.js"
 import * as Live from "./Live.js"
+import * as Metrics from "./Metrics.js"
 import { Nats, NatsUrl } from "./Nats.js"
+import * as Probes from "./Probes.js"
 import { Replay } from "./Replay.js"
 import { VERSION } from "./version.js"
 
@@ -31,18 +33,6 @@ const listFailure = (error: InvalidCursor | HistoryUnavailable) =>
 
 /** Health transitions a destination's timeline shows. */
 const HEALTH_TIMELINE_LIMIT = 100
-
-/** What waits in JetStream for the destination: not yet handed to its actor, and held by it unacknowledged. */
-const backlogOf = (nats: Nats["Type"], destinationId: string) =>
-  Effect.tryPromise(() => nats.jsm.consumers.info(Subjects.EVENTS_STREAM, Subjects.destinationConsumer(destinationId))).pipe(
-    Effect.map((info) => ({ pending: info.num_pending, held: info.num_ack_pending })),
-    // No consumer yet: the actor has not started, so nothing waits for it.
-    Effect.catchIf(
-      (error) => error.error instanceof JetStreamApiError && error.error.code === JetStreamApiCodes.ConsumerNotFound,
-      () => Effect.succeed({ pending: 0, held: 0 })
-    ),
-    Effect.mapError((error) => new AdminApi.Unavailable({ message: `JetStream unavailable: ${String(error.error)}` }))
-  )
 
 const SystemLive = HttpApiBuilder.group(AdminApi.AdminApi, "system", (handlers) =>
   Effect.gen(function* () {
@@ -142,13 +132,17 @@ class AdminHttpServer extends Server {
   }
 }
 
-/** The HTTP server on the configured admin address, serving the API and the admin UI. */
+/**
+ * The HTTP server on the configured admin address, serving the API, the admin UI, its live
+ * streams, the probes and the metrics.
+ */
 export const layer = Layer.unwrapEffect(
   Effect.gen(function* () {
     const config = yield* BrokerConfig
     return HttpApiBuilder.serve().pipe(
       Layer.provide(AdminWeb.layer),
-      Layer.provide(Live.layer),
+      Layer.provide([Live.layer, Probes.layer, Metrics.routes]),
+      Layer.provide(Metrics.layer),
       Layer.provide(ApiLive),
       // The admin and producer tokens: checked by the API's middleware, shown by the start banner.
       Layer.provide(Auth.layer),
