@@ -10,6 +10,7 @@ import type { History } from "@sluice/protocol"
 import { Effect } from "effect"
 import type { AdminClient } from "../helpers/broker.js"
 import { brokerOnFixture } from "../helpers/broker.js"
+import { consumerInfo } from "../helpers/inspect.js"
 import { NatsFixture } from "../helpers/nats.js"
 import type { ReceivedRequest } from "../helpers/receiver.js"
 import { scopedReceiver } from "../helpers/receiver.js"
@@ -168,7 +169,7 @@ layer(NatsFixture.layer, { timeout: 60_000, excludeTestServices: true })("admin 
 
   it.scoped("stats show the backlog while paused, then latency and throughput; the health timeline shows pause and resume", () =>
     Effect.gen(function* () {
-      const { client, sluice } = yield* brokerOnFixture
+      const { client, sluice, natsUrl } = yield* brokerOnFixture
       const receiver = yield* scopedReceiver(() => ({ status: 200, delayMs: 20 }))
       yield* client.destinations.create({ payload: { id: "metered", url: receiver.url, subscriptions: ["meter.>"] } })
       const stats = client.destinations.stats({ path: { id: "metered" } })
@@ -183,6 +184,10 @@ layer(NatsFixture.layer, { timeout: 60_000, excludeTestServices: true })("admin 
       expect(yield* client.destinations.health({ path: { id: "metered" } })).toEqual([])
 
       yield* client.destinations.pause({ path: { id: "metered" } })
+      // Paused, the actor stops pulling once its last pull request ends (within its 5 s expiry).
+      yield* waitForEffect(consumerInfo(natsUrl, "metered").pipe(Effect.map((info) => info.num_waiting === 0)), {
+        description: "no pull request open for the paused destination"
+      })
       for (let i = 0; i < 4; i++) yield* sluice.publish({ type: "meter.read", key: `m${i}`, data: { i } })
       const waiting = yield* waitForEffect(
         stats.pipe(Effect.map((s) => (s.backlog.pending === 4 ? s : undefined))),

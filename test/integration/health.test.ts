@@ -110,6 +110,10 @@ layer(NatsFixture.layer, { timeout: 60_000, excludeTestServices: true })("destin
       )
       const before = receiver.received().length
       expect(before).toBeLessThan(10)
+      // The actor stops asking for more: its last pull request ends (within its 5 s expiry).
+      yield* waitForEffect(consumerInfo(natsUrl, "sync").pipe(Effect.map((info) => info.num_waiting === 0)), {
+        description: "no pull request open for the paused destination"
+      })
       const witness = yield* scopedReceiver()
       yield* client.destinations.create({ payload: { id: "witness", url: witness.url, subscriptions: [">"] } })
       for (let i = 10; i < 15; i++) published.push((yield* sluice.publish({ type: "task.updated", key: "t1", data: { i } })).id)

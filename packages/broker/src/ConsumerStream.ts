@@ -1,86 +1,81 @@
 /**
- * A JetStream pull consumer as an Effect `Stream`. Messages arrive through the client's
- * callback into a queue rather than its async iterator: an iterator parked in `next()`
- * keeps a closing scope waiting, a callback subscription stops at once. The queue is
- * bounded by the consumer's `max_ack_pending`, since the server sends no more than that
- * unacknowledged.
+ * A JetStream pull consumer as an Effect `Stream`, pulled one request at a time so it can stop
+ * without losing anything. A consume() subscription that is closed drops what the server
+ * already sent to it: those messages come back only after their ack wait, behind newer ones,
+ * which breaks the order of their keys. Here closing stops asking for more and waits for the
+ * open pull request to end (filled or expired), so every message the server sent is seen.
  */
 import type { Consumer, JsMsg } from "@nats-io/jetstream"
 import type { Scope } from "effect"
-import { Data, Effect, Queue, Schedule, Stream } from "effect"
+import { Data, Effect, Exit, Fiber, Queue, Stream } from "effect"
 
-/** The client stopped consuming (consumer deleted, connection closed); callers restart. */
+/** The client cannot pull any more (consumer deleted, connection gone); callers restart. */
 export class ConsumerEnded extends Data.TaggedError("ConsumerEnded")<{ readonly message: string }> {}
 
 export interface Consuming {
-  /** Messages as they arrive; fails when the client stops consuming on its own. */
-  readonly messages: Stream.Stream<JsMsg, ConsumerEnded>
-  /**
-   * Messages received but not yet taken from `messages`. After the scope closes they are
-   * neither acknowledged nor released: the caller releases them together with the ones it
-   * holds, in stream order, so redelivery keeps the order of each key.
-   */
-  readonly unread: Effect.Effect<ReadonlyArray<JsMsg>>
+  /** Messages as they arrive, in the order the server sent them; may be run again after an interruption. */
+  readonly messages: Stream.Stream<JsMsg>
+  /** Fails when pulling fails; never succeeds. */
+  readonly ended: Effect.Effect<never, ConsumerEnded>
 }
 
-/** How long one pull request stays open at the server. */
+/** How long one pull request stays open at the server: also the longest a close waits. */
 export const PULL_EXPIRES_MS = 5_000
 
 /**
- * Waits until the server holds no more pull requests of ours. nats-server 2.9 hands messages
- * to a pull request whose subscriber is gone, where they sit unseen until their ack wait
- * ends — so whatever the caller releases next (naks at shutdown) must wait for the pull
- * requests of this consumption to lapse. Bounded by their expiry.
+ * Pulls until the scope closes. `onArrival` sees each message the moment it is received,
+ * before anyone reads `messages`, so an owner can account for it even if it is never read.
+ * `abandon`: on close, drop the open pull request at once instead of waiting for it — for
+ * owners to whom a message coming back after its ack wait is harmless.
  */
-const pullsLapsed = (consumer: Consumer) =>
-  Effect.tryPromise(() => consumer.info(false)).pipe(
-    Effect.map((info) => info.num_waiting === 0),
-    Effect.orElseSucceed(() => true),
-    Effect.repeat({ until: (lapsed) => lapsed, schedule: Schedule.spaced("100 millis") }),
-    Effect.timeout(PULL_EXPIRES_MS + 1_000),
-    Effect.ignore
-  )
-
-/** Consumes until the scope closes. */
 export const open = (
   consumer: Consumer,
-  options: { readonly maxMessages: number }
-): Effect.Effect<Consuming, ConsumerEnded, Scope.Scope> =>
+  options: { readonly maxMessages: number; readonly onArrival?: (msg: JsMsg) => void; readonly abandon?: boolean }
+): Effect.Effect<Consuming, never, Scope.Scope> =>
   Effect.gen(function* () {
     const queue = yield* Queue.unbounded<JsMsg>()
-    const consuming = yield* Effect.acquireRelease(
-      Effect.tryPromise({
-        try: () =>
-          consumer.consume({
-            max_messages: options.maxMessages,
-            expires: PULL_EXPIRES_MS,
-            // A deleted consumer ends the stream, so the owner recreates it rather than waiting forever.
-            abort_on_missing_resource: true,
-            callback: (msg) => {
-              Queue.unsafeOffer(queue, msg)
-            }
-          }),
-        catch: (cause) => new ConsumerEnded({ message: `cannot consume: ${String(cause)}` })
-      }),
-      (consuming) =>
-        Effect.promise(() => consuming.close().then(() => undefined, () => undefined)).pipe(
-          Effect.zipRight(pullsLapsed(consumer))
-        )
-    )
-    const ended = Effect.promise(() => consuming.closed()).pipe(
-      Effect.flatMap((reason) =>
-        Effect.fail(new ConsumerEnded({ message: reason instanceof Error ? reason.message : "consumer closed" }))
-      )
+    let stopping = false
+    let current: { stop: () => void } | undefined
+    const pullOnce = Effect.tryPromise({
+      try: async () => {
+        const started = Date.now()
+        let received = 0
+        const batch = await consumer.fetch({ max_messages: options.maxMessages, expires: PULL_EXPIRES_MS })
+        current = batch
+        for await (const msg of batch) {
+          received += 1
+          options.onArrival?.(msg)
+          Queue.unsafeOffer(queue, msg)
+        }
+        // A pull the server turned down at once (rather than one that waited): do not spin on it.
+        if (received === 0 && Date.now() - started < PULL_EXPIRES_MS / 10) {
+          await new Promise((resolve) => setTimeout(resolve, PULL_EXPIRES_MS / 10))
+        }
+      },
+      catch: (cause) => new ConsumerEnded({ message: `cannot pull: ${String(cause)}` })
+    })
+    const puller = yield* Effect.acquireRelease(
+      Effect.forkDaemon(pullOnce.pipe(Effect.repeat({ while: () => !stopping }))),
+      (fiber) =>
+        Effect.suspend(() => {
+          stopping = true
+          if (options.abandon) current?.stop()
+          return Fiber.await(fiber)
+        })
     )
     return {
-      messages: Stream.fromQueue(queue).pipe(Stream.interruptWhen(ended)),
-      unread: Queue.takeAll(queue).pipe(Effect.map((chunk) => Array.from(chunk)))
+      messages: Stream.fromQueue(queue),
+      ended: Fiber.await(puller).pipe(
+        Effect.flatMap((exit) => (Exit.isFailure(exit) ? Effect.failCause(exit.cause) : Effect.never))
+      )
     }
   })
 
-/** The messages of a consumer whose unread leftovers may simply wait for redelivery. */
+/** The messages of a consumer, failing when pulling fails; leftovers simply wait for redelivery. */
 export const messages = (
   consumer: Consumer,
   options: { readonly maxMessages: number }
 ): Stream.Stream<JsMsg, ConsumerEnded> =>
-  Stream.unwrapScoped(Effect.map(open(consumer, options), (consuming) => consuming.messages))
+  Stream.unwrapScoped(
+    Effect.map(open(consumer, { ...options, abandon: true }), (consuming) => consuming.messages.pipe(Stream.interruptWhen(consuming.ended)))
+  )

@@ -16,10 +16,11 @@ import * as ConsumerStream from "./ConsumerStream.js"
 import * as Fact from "./Fact.js"
 import * as HealthMachine from "./HealthMachine.js"
 import { HealthStore } from "./HealthStore.js"
-import type { SendResult } from "./HttpSender.js"
+import type { SendRequest, SendResult } from "./HttpSender.js"
 import { HttpSender } from "./HttpSender.js"
 import { IdempotencyStore } from "./IdempotencyStore.js"
 import { KeyVersions } from "./KeyVersions.js"
+import { TransactionIds } from "./TransactionIds.js"
 import { Nats } from "./Nats.js"
 import * as RateLimiter from "./RateLimiter.js"
 import { Recorder } from "./Recorder.js"
@@ -192,6 +193,13 @@ const firstOf = <A, E, R, B, E2, R2>(a: Effect.Effect<A, E, R>, b: Effect.Effect
     })
   )
 
+/** Where a batched destination's transaction is PUT: `<url>/transactions/<txnId>`, query kept. */
+export const transactionUrl = (url: string, txnId: number): string => {
+  const u = new URL(url)
+  u.pathname = `${u.pathname.replace(/\/+$/, "")}/transactions/${txnId}`
+  return u.toString()
+}
+
 /** What the actor does in a health state: `active` and `recovering` both deliver (recovering at a ramped rate). */
 type Mode = "deliver" | "probe" | "wait" | "disabled"
 
@@ -223,6 +231,7 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
       const healthStore = yield* HealthStore
       const keyVersions = yield* KeyVersions
       const idempotency = yield* IdempotencyStore
+      const transactionIds = yield* TransactionIds
       const health = yield* SubscriptionRef.make(yield* healthStore.get(initial))
       yield* healthStore.watch(initial.id, (status) => SubscriptionRef.set(health, status))
       const limiter = yield* RateLimiter.make(initial.rateLimit)
@@ -245,11 +254,11 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
         return Math.max(1, Math.min(initial.maxConcurrency, Math.round(1 / ramp)))
       })
 
-      // Messages this actor holds unacknowledged, with their event once decoded. They are kept
-      // alive with heartbeats (long retries, slow destinations) and carried from one mode to the
-      // next (a pause, an outage), so the oldest stays first: JetStream redelivers released
-      // messages in the order they were released, not in stream order. Only when the actor
-      // stops are they released, oldest first.
+      // Messages this actor holds unacknowledged — every one from the moment it arrives — with
+      // their event once admitted. They are kept alive with heartbeats (long retries, slow
+      // destinations) and carried from one mode to the next (a pause, an outage), so the
+      // oldest stays first: JetStream redelivers released messages in the order they were
+      // released, not in stream order. Only when the actor stops are they released, oldest first.
       const held = new Map<JsMsg, Item | null>()
       yield* Effect.sync(() => {
         for (const msg of held.keys()) msg.working()
@@ -261,10 +270,29 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
           for (const msg of all) msg.nak()
         })
       )
-      const carry = (msgs: ReadonlyArray<JsMsg>) =>
-        Effect.sync(() => {
-          for (const msg of msgs) if (!held.has(msg)) held.set(msg, null)
-        })
+      const arrive = (msg: JsMsg) => {
+        if (!held.has(msg)) held.set(msg, null)
+      }
+      /**
+       * Pulls events and operator replays until the scope closes; every message received is
+       * held at once. Fails when either consumer goes away. The modes that pull share one
+       * pulling, so a mode change drops nothing on its way; closing waits for the open pull
+       * requests to end, both at once.
+       */
+      const pulling = Effect.parallelFinalizers(
+        Effect.all([
+          ConsumerStream.open(consumer, { maxMessages: Math.min(initial.maxQueued, 512), onArrival: arrive }),
+          ConsumerStream.open(replays, { maxMessages: 64, onArrival: arrive })
+        ])
+      ).pipe(
+        Effect.map(([events, replayed]) => ({
+          arrivals: Stream.merge(events.messages, replayed.messages),
+          ended: Effect.raceFirst(events.ended, replayed.ended)
+        }))
+      )
+      type Arrivals = Stream.Stream<JsMsg>
+      /** One admission at a time: a message is admitted once, whoever reaches it first. */
+      const admission = yield* Effect.makeSemaphore(1)
       /** Held events by key: what a newly arrived event of the key may supersede or duplicate. */
       const keyed = new Map<string, Set<Item>>()
       /** Signals the recoverer that an event arrived while it had none to probe. */
@@ -385,13 +413,17 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
         })
 
       /**
-       * One attempt: waits for a permit and a rate slot (interruptible), then sends, judges,
-       * records and settles without interruption, so an outcome is never half-applied. A retry
-       * is `hold`: the caller keeps the message; `nak`: JetStream redelivers it after the delay.
+       * One request for one event, or for a batched destination's transaction of several: waits
+       * for a permit and a rate slot (interruptible), then sends, judges, records and settles
+       * without interruption, so an outcome is never half-applied. The oldest event's attempts
+       * decide the retry. A retry is `hold`: the caller keeps the messages; `nak`: JetStream
+       * redelivers them after the delay. `cancelSuperseded`: an event superseded while on the
+       * wire is canceled rather than retried (a transaction is retried with the same events).
        */
-      const exchange = (
-        item: Item,
-        options: { readonly probe: boolean; readonly onRetry: "hold" | "nak" }
+      const attempt = (
+        items: ReadonlyArray<Item>,
+        request: (d: Destination.Destination, startedAt: number, attemptNo: number) => SendRequest,
+        options: { readonly probe: boolean; readonly onRetry: "hold" | "nak"; readonly cancelSuperseded: boolean }
       ): Effect.Effect<Decision | Superseded> =>
         Effect.gen(function* () {
           const n = yield* permits
@@ -401,62 +433,92 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
               Effect.flatMap((startedAt) =>
                 Effect.gen(function* () {
                   // Canceled by a newer version while it waited for its turn.
-                  if (item.settled) return superseded
-                  item.inFlight = true
+                  if (items.every((item) => item.settled)) return superseded
+                  const lead = items.reduce((a, b) => (b.counted > a.counted ? b : a))
+                  for (const item of items) item.inFlight = true
                   const d = yield* SubscriptionRef.get(settings)
-                  const attemptNo = item.attempts + 1
-                  const result = yield* sender.send({
-                    url: d.url,
-                    method: "POST",
-                    headers: {
-                      ...item.envelope.headers,
-                      "content-type": "application/json",
-                      "sluice-event-type": item.envelope.type,
-                      "sluice-attempt": String(attemptNo),
-                      ...Signer.headers({
-                        secret: d.secret,
-                        id: item.envelope.id,
-                        timestamp: Math.floor(startedAt / 1000),
-                        body: item.body
-                      })
-                    },
-                    body: item.body,
-                    timeoutMs: d.timeoutMs
-                  })
+                  const result = yield* sender.send(request(d, startedAt, lead.attempts + 1))
                   const cls = ResponseClass.classify(ResponseClass.exchangeOf(result), yield* Clock.currentTimeMillis)
                   yield* judge(cls, options.probe)
-                  const decision = yield* decide(d, item, cls, item.counted + 1)
-                  item.attempts = attemptNo
-                  if (decision._tag === "Retry" && decision.counted) item.counted += 1
-                  yield* recordAttempt(item, attemptNo, startedAt, result, cls, decision)
-                  item.inFlight = false
-                  if (decision._tag === "Retry" && item.supersededBy !== undefined) {
-                    yield* recordState(item.envelope.id, "canceled", `superseded by event ${item.supersededBy}`, {
-                      canceledBy: item.supersededBy
-                    })
-                    yield* settle(item.msg, "ack")
-                    return superseded
-                  }
-                  switch (decision._tag) {
-                    case "Complete":
-                      yield* rememberDelivered(item)
+                  const decision = yield* decide(d, lead, cls, lead.counted + 1)
+                  let canceled = 0
+                  for (const item of items) {
+                    const attemptNo = item.attempts + 1
+                    item.attempts = attemptNo
+                    if (decision._tag === "Retry" && decision.counted) item.counted += 1
+                    yield* recordAttempt(item, attemptNo, startedAt, result, cls, decision)
+                    // A transaction's events stay committed to it until it is settled.
+                    if (options.cancelSuperseded) item.inFlight = false
+                    if (decision._tag === "Retry" && options.cancelSuperseded && item.supersededBy !== undefined) {
+                      yield* recordState(item.envelope.id, "canceled", `superseded by event ${item.supersededBy}`, {
+                        canceledBy: item.supersededBy
+                      })
                       yield* settle(item.msg, "ack")
-                      break
-                    case "Disabled":
-                      yield* settle(item.msg, "ack")
-                      break
-                    case "Dead":
-                      yield* settle(item.msg, "term")
-                      break
-                    case "Retry":
-                      if (options.onRetry === "nak") yield* settle(item.msg, { nakMs: decision.delayMs })
+                      canceled += 1
+                      continue
+                    }
+                    switch (decision._tag) {
+                      case "Complete":
+                        yield* rememberDelivered(item)
+                        yield* settle(item.msg, "ack")
+                        break
+                      case "Disabled":
+                        yield* settle(item.msg, "ack")
+                        break
+                      case "Dead":
+                        yield* settle(item.msg, "term")
+                        break
+                      case "Retry":
+                        if (options.onRetry === "nak") yield* settle(item.msg, { nakMs: decision.delayMs })
+                    }
                   }
-                  return decision
+                  return canceled === items.length ? superseded : decision
                 }).pipe(Effect.uninterruptible)
               )
             )
           )
         })
+
+      /** One event, POSTed on its own. */
+      const exchange = (item: Item, options: { readonly probe: boolean; readonly onRetry: "hold" | "nak" }) =>
+        attempt(
+          [item],
+          (d, startedAt, attemptNo) => ({
+            url: d.url,
+            method: "POST",
+            headers: {
+              ...item.envelope.headers,
+              "content-type": "application/json",
+              "sluice-event-type": item.envelope.type,
+              "sluice-attempt": String(attemptNo),
+              ...Signer.headers({ secret: d.secret, id: item.envelope.id, timestamp: Math.floor(startedAt / 1000), body: item.body })
+            },
+            body: item.body,
+            timeoutMs: d.timeoutMs
+          }),
+          { ...options, cancelSuperseded: true }
+        )
+
+      /** A batched destination's transaction: `PUT <url>/transactions/<txnId>` with the events in order. */
+      const transact = (items: ReadonlyArray<Item>, txnId: number, probe = false) => {
+        const body = `{"txnId":${txnId},"events":[${items.map((item) => item.body).join(",")}]}`
+        return attempt(
+          items,
+          (d, startedAt, attemptNo) => ({
+            url: transactionUrl(d.url, txnId),
+            method: "PUT",
+            headers: {
+              "content-type": "application/json",
+              "sluice-transaction-id": String(txnId),
+              "sluice-attempt": String(attemptNo),
+              ...Signer.headers({ secret: d.secret, id: `txn_${d.id}_${txnId}`, timestamp: Math.floor(startedAt / 1000), body })
+            },
+            body,
+            timeoutMs: d.timeoutMs
+          }),
+          { probe, onRetry: "hold", cancelSuperseded: false }
+        )
+      }
 
       /** A delivery that ends without an attempt: dead on arrival, canceled, ignored, duplicate, disabled. */
       const recordState = (
@@ -509,7 +571,8 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
        */
       const admit = (msg: JsMsg): Effect.Effect<Option.Option<Item>> =>
         Effect.gen(function* () {
-          held.set(msg, null)
+          // Settled already, or admitted already (and handed on by whoever admitted it).
+          if (held.get(msg) !== null) return Option.none()
           const body = msg.string()
           const decoded = Envelope.decodeEnvelope(body)
           if (Either.isLeft(decoded)) {
@@ -610,89 +673,120 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
             if (Option.isSome(admitted)) items.push(admitted.value)
           }
           return items.filter((item) => !item.settled)
-        })
+        }).pipe(admission.withPermits(1))
 
-      /** What earlier modes left held, oldest first, admitted. */
+      /** Everything held, oldest first, admitted: what a mode starts from. */
       const carried = Effect.suspend(() =>
         Effect.gen(function* () {
-          const entries = Array.from(held).sort(([a], [b]) => streamOrder(a, b))
-          const items: Array<Item> = []
-          for (const [msg, item] of entries) {
-            if (item !== null) items.push(item)
-            else items.push(...(yield* admitAll([msg])))
-          }
-          return items.filter((item) => !item.settled)
+          const msgs = Array.from(held.keys()).sort(streamOrder)
+          yield* admitAll(msgs.filter((msg) => held.get(msg) === null))
+          return msgs.flatMap((msg) => {
+            const item = held.get(msg)
+            if (!item || item.settled) return []
+            // Nothing is on the wire between modes: a transaction left unfinished is formed anew.
+            item.inFlight = false
+            return [item]
+          })
         })
       )
 
       /**
-       * Consumes events and operator replays until interrupted, admitting each batch and handing
-       * the survivors on; leftovers stay held.
+       * Admits arrivals until interrupted, handing the survivors on. A message read but not yet
+       * admitted when interrupted stays held and is admitted by the next mode's `carried`.
        */
-      const consume = (onItems: (items: ReadonlyArray<Item>) => Effect.Effect<void>) =>
-        Effect.scoped(
-          Effect.gen(function* () {
-            const unread: Array<Effect.Effect<ReadonlyArray<JsMsg>>> = []
-            yield* Effect.addFinalizer(() => Effect.forEach(unread, (u) => Effect.flatMap(u, carry), { discard: true }))
-            const events = yield* ConsumerStream.open(consumer, { maxMessages: Math.min(initial.maxQueued, 512) })
-            unread.push(events.unread)
-            const replayed = yield* ConsumerStream.open(replays, { maxMessages: 64 })
-            unread.push(replayed.unread)
-            return yield* Stream.merge(events.messages, replayed.messages).pipe(
-              Stream.runForEachChunk((chunk) => Effect.flatMap(admitAll(chunk), onItems))
-            )
-          })
-        )
+      const consume = (arrivals: Arrivals, onItems: (items: ReadonlyArray<Item>) => Effect.Effect<void>) =>
+        arrivals.pipe(Stream.runForEachChunk((chunk) => Effect.flatMap(admitAll(chunk), onItems)))
 
-      /** Without ordering: one attempt, then JetStream redelivers after the back-off (attempts survive restarts). */
-      const deliverUnordered = (item: Item) => exchange(item, { probe: false, onRetry: "nak" })
+      /** Keyed events of an ordered destination wait in their key's lane; the rest are independent. */
+      const inLane = (item: Item) => initial.ordering === "key" && item.envelope.key !== undefined
 
-      /** With ordering: the event keeps its key's place and is retried here until it is settled. */
-      const deliverInOrder = (item: Item) =>
+      /**
+       * Delivers what is carried, then what arrives, until interrupted: requests in flight finish,
+       * the rest stays held. A fixed pool of workers (the destination's concurrency) takes ready
+       * events in turn, so a backlog of thousands costs queue entries, not waiting fibers. A
+       * lane's next event becomes ready only when its head is settled; an unordered event that
+       * fails is released to JetStream with its back-off (attempts survive restarts), a keyed
+       * one keeps its lane's place and becomes ready again after its back-off. A batched
+       * destination's workers gather ready events (and the events queued behind them in their
+       * lanes, in order) into transactions instead.
+       */
+      const deliverSession = (arrivals: Arrivals) => Effect.scoped(
         Effect.gen(function* () {
-          for (;;) {
-            const decision = yield* exchange(item, { probe: false, onRetry: "hold" })
-            if (decision._tag !== "Retry") return
-            yield* Effect.sleep(decision.delayMs)
-          }
-        })
-
-      /** Delivers what is carried, then what arrives, until interrupted: requests in flight finish, the rest stays held. */
-      const deliverSession = Effect.scoped(
-        Effect.gen(function* () {
-          const fibers = yield* FiberSet.make<void>()
+          const ready = yield* Queue.unbounded<Item>()
           const lanes = new Map<string, Array<Item>>()
-          const runLane = (key: string, lane: Array<Item>): Effect.Effect<void> =>
-            Effect.gen(function* () {
-              for (;;) {
-                const head = lane[0]
-                if (head === undefined) {
-                  lanes.delete(key)
-                  return
-                }
-                if (!head.settled) yield* deliverInOrder(head)
-                lane.shift()
-              }
-            })
-          const dispatch = (item: Item) =>
-            Effect.gen(function* () {
-              if (initial.ordering === "key" && item.envelope.key !== undefined) {
-                const lane = lanes.get(item.envelope.key)
-                if (lane) {
-                  lane.push(item)
-                  return
-                }
-                const fresh = [item]
-                lanes.set(item.envelope.key, fresh)
-                yield* FiberSet.run(fibers, runLane(item.envelope.key, fresh))
+          // Workers and the back-off timers of keyed retries: a defect in any fails the session.
+          const fibers = yield* FiberSet.make<void>()
+          const dispatch = (item: Item) => {
+            if (inLane(item)) {
+              const lane = lanes.get(item.envelope.key!)
+              if (lane) {
+                lane.push(item)
                 return
               }
-              yield* FiberSet.run(fibers, Effect.asVoid(deliverUnordered(item)))
-            })
-          const dispatchAll = (items: ReadonlyArray<Item>) => Effect.forEach(items, dispatch, { discard: true })
+              lanes.set(item.envelope.key!, [item])
+            }
+            Queue.unsafeOffer(ready, item)
+          }
+          /** The item, its lane's head, is settled: the lane's next unsettled event becomes ready. */
+          const finished = (item: Item) => {
+            if (!inLane(item)) return
+            const lane = lanes.get(item.envelope.key!)
+            if (lane?.[0] !== item) return
+            lane.shift()
+            while (lane[0]?.settled) lane.shift()
+            if (lane.length === 0) lanes.delete(item.envelope.key!)
+            else Queue.unsafeOffer(ready, lane[0]!)
+          }
+          const worker = Effect.gen(function* () {
+            const item = yield* Queue.take(ready)
+            if (item.settled) return finished(item)
+            const decision = yield* exchange(item, { probe: false, onRetry: inLane(item) ? "hold" : "nak" })
+            if (decision._tag === "Retry" && inLane(item)) {
+              yield* FiberSet.run(fibers, Effect.sleep(decision.delayMs).pipe(Effect.zipRight(Queue.offer(ready, item))))
+            } else {
+              finished(item)
+            }
+          }).pipe(Effect.forever)
+          const batchWorker = (policy: typeof Destination.BatchPolicy.Type) =>
+            Effect.gen(function* () {
+              // Ready events (lane heads among them) gathered for up to maxWaitMs…
+              const heads: Array<Item> = []
+              const gather = (item: Item) => (item.settled ? finished(item) : heads.push(item))
+              gather(yield* Queue.take(ready))
+              const deadline = (yield* Clock.currentTimeMillis) + policy.maxWaitMs
+              while (heads.length > 0 && heads.length < policy.maxEvents) {
+                const wait = deadline - (yield* Clock.currentTimeMillis)
+                if (wait <= 0) break
+                const next = yield* Queue.take(ready).pipe(Effect.timeoutOption(wait))
+                if (Option.isNone(next)) break
+                gather(next.value)
+              }
+              // …then, with the room left, the events queued behind them in their lanes, in order.
+              const batch = [...heads]
+              for (const head of heads) {
+                if (!inLane(head)) continue
+                for (const item of lanes.get(head.envelope.key!)!.slice(1)) {
+                  if (batch.length >= policy.maxEvents) break
+                  if (!item.settled) batch.push(item)
+                }
+              }
+              if (batch.length === 0) return
+              // Committed to this transaction: a newer version no longer cancels them.
+              for (const item of batch) item.inFlight = true
+              const txnId = yield* transactionIds.next(initial.id).pipe(Effect.orDie)
+              for (;;) {
+                const decision = yield* transact(batch, txnId)
+                if (decision._tag !== "Retry") break
+                yield* Effect.sleep(decision.delayMs)
+              }
+              for (const item of batch) finished(item)
+            }).pipe(Effect.forever)
+          const dispatchAll = (items: ReadonlyArray<Item>) => Effect.sync(() => items.forEach(dispatch))
           yield* Effect.flatMap(carried, dispatchAll)
-          // A defect in any delivery fiber fails the session, and the supervisor restarts the actor.
-          return yield* firstOf(consume(dispatchAll), FiberSet.join(fibers).pipe(Effect.zipRight(Effect.never)))
+          const work = initial.batch === null ? worker : batchWorker(initial.batch)
+          for (let i = 0; i < initial.maxConcurrency; i++) yield* FiberSet.run(fibers, work)
+          // A defect fails the session, and the supervisor restarts the actor.
+          return yield* firstOf(consume(arrivals, dispatchAll), FiberSet.join(fibers).pipe(Effect.zipRight(Effect.never)))
         })
       )
 
@@ -708,21 +802,34 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
             }).pipe(Effect.uninterruptible),
           { discard: true }
         )
-      const disabledSession = Effect.flatMap(carried, markDisabled).pipe(Effect.zipRight(consume(markDisabled)))
+      const disabledSession = (arrivals: Arrivals) =>
+        Effect.flatMap(carried, markDisabled).pipe(Effect.zipRight(consume(arrivals, markDisabled)))
 
       /**
        * While down: events keep being admitted (so newer versions still cancel older ones) but
        * not sent; the oldest held event is retried on the probe back-off until one gets through.
        */
-      const recoverer = Effect.scoped(
+      const recoverer = (arrivals: Arrivals) => Effect.scoped(
         Effect.gen(function* () {
           const d = yield* SubscriptionRef.get(settings)
           yield* feed(HealthMachine.Input.Tick()).pipe(
             Effect.repeat(Schedule.spaced(tickEvery(d.health))),
             Effect.forkScoped
           )
-          yield* consume(() => Effect.void).pipe(Effect.forkScoped)
+          yield* consume(arrivals, () => Effect.void).pipe(Effect.forkScoped)
           let probeAttempt = (yield* SubscriptionRef.get(health)).probeAttempt
+          // A batched destination is probed with a one-event transaction, retried under its id.
+          let probeTxn: { readonly item: Item; readonly txnId: number } | undefined
+          const probeWith = (oldest: Item) =>
+            initial.batch === null
+              ? exchange(oldest, { probe: true, onRetry: "hold" })
+              : Effect.gen(function* () {
+                  if (probeTxn?.item !== oldest) {
+                    probeTxn = { item: oldest, txnId: yield* transactionIds.next(initial.id).pipe(Effect.orDie) }
+                  }
+                  oldest.inFlight = true
+                  return yield* transact([oldest], probeTxn.txnId, true)
+                })
           for (;;) {
             yield* Effect.sleep(yield* HealthMachine.nextProbeDelay(d.health, probeAttempt))
             for (;;) {
@@ -731,7 +838,7 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
                 yield* Queue.take(arrived)
                 continue
               }
-              const decision = yield* exchange(oldest, { probe: true, onRetry: "hold" })
+              const decision = yield* probeWith(oldest)
               // A dead or canceled event says nothing about the destination: probe the next one at once.
               if (decision._tag === "Dead" || decision._tag === "Superseded") continue
               if (decision._tag === "Retry" && decision.counted) probeAttempt += 1
@@ -741,26 +848,37 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
         })
       )
 
-      yield* Effect.logInfo("destination actor started")
-      return yield* Effect.forever(
+      const currentMode = Effect.map(SubscriptionRef.get(health), (status) => modeOf(status.state))
+      /** Completes when health leaves the modes `leaving` accepts. */
+      const until = (leaving: (mode: Mode) => boolean) =>
+        health.changes.pipe(Stream.filter((status) => leaving(modeOf(status.state))), Stream.runHead, Effect.asVoid)
+
+      /** The pulling modes, one after another, until the destination is paused. */
+      const pullingModes = Effect.scoped(
         Effect.gen(function* () {
-          const mode = modeOf((yield* SubscriptionRef.get(health)).state)
-          yield* Effect.logDebug(`actor mode: ${mode}`)
-          const left = health.changes.pipe(
-            Stream.filter((status) => modeOf(status.state) !== mode),
-            Stream.runHead,
-            Effect.asVoid
-          )
-          const work =
-            mode === "deliver"
-              ? deliverSession
-              : mode === "probe"
-                ? recoverer
-                : mode === "disabled"
-                  ? disabledSession
-                  : Effect.never
-          yield* firstOf(work, left)
+          const { arrivals, ended } = yield* pulling
+          const modes = Effect.gen(function* () {
+            for (;;) {
+              const mode = yield* currentMode
+              if (mode === "wait") return
+              yield* Effect.logDebug(`actor mode: ${mode}`)
+              const work =
+                mode === "deliver"
+                  ? deliverSession(arrivals)
+                  : mode === "probe"
+                    ? recoverer(arrivals)
+                    : disabledSession(arrivals)
+              yield* firstOf(work, until((next) => next !== mode))
+            }
+          })
+          yield* firstOf(modes, ended)
         })
+      )
+
+      yield* Effect.logInfo("destination actor started")
+      // Paused: nothing is pulled, so new events wait in JetStream; what was held stays held.
+      return yield* Effect.forever(
+        Effect.flatMap(currentMode, (mode) => (mode === "wait" ? until((next) => next !== "wait") : pullingModes))
       )
     })
   ).pipe(Effect.annotateLogs({ module: "DestinationActor" }))
