@@ -21,6 +21,7 @@ import * as PgHistoryStore from "./PgHistoryStore.js"
 import * as Recorder from "./Recorder.js"
 import * as Replay from "./Replay.js"
 import * as Supervisor from "./Supervisor.js"
+import * as TransactionIds from "./TransactionIds.js"
 
 /** The configured NATS, or an embedded nats-server kept under the data directory. */
 export const natsUrlLayer = Layer.scoped(
@@ -46,7 +47,7 @@ export const databaseLayer = Layer.unwrapEffect(
 )
 
 const core = Layer.mergeAll(Supervisor.layer, HistoryWriter.layer, HistoryPruner.layer).pipe(
-  Layer.provideMerge(Layer.mergeAll(HealthStore.layer, KeyVersions.layer, IdempotencyStore.layer)),
+  Layer.provideMerge(Layer.mergeAll(HealthStore.layer, KeyVersions.layer, IdempotencyStore.layer, TransactionIds.layer)),
   Layer.provideMerge(Recorder.layer),
   Layer.provideMerge(HttpSender.layer),
   Layer.provideMerge(PgHistoryStore.layer),

@@ -12,6 +12,7 @@ import type { HealthStore } from "./HealthStore.js"
 import { HistoryStore } from "./HistoryStore.js"
 import type { IdempotencyStore } from "./IdempotencyStore.js"
 import type { KeyVersions } from "./KeyVersions.js"
+import type { TransactionIds } from "./TransactionIds.js"
 import type { HttpSender } from "./HttpSender.js"
 import { Nats } from "./Nats.js"
 import { Recorder } from "./Recorder.js"
@@ -27,7 +28,7 @@ export class Supervisor extends Context.Tag("@sluice/broker/Supervisor")<
 >() {}
 
 /** What every destination actor runs on. */
-type ActorServices = Nats | Recorder | HttpSender | HealthStore | KeyVersions | IdempotencyStore
+type ActorServices = Nats | Recorder | HttpSender | HealthStore | KeyVersions | IdempotencyStore | TransactionIds
 
 /** Crash back-off: quick first restarts, at most every 30 s, reset after a minute of calm. */
 const restartSchedule = Schedule.exponential("500 millis").pipe(
@@ -130,7 +131,8 @@ const sameConsumer = (a: Destination.Destination, b: Destination.Destination): b
   JSON.stringify(a.subscriptions) === JSON.stringify(b.subscriptions) &&
   a.ordering === b.ordering &&
   a.maxConcurrency === b.maxConcurrency &&
-  a.maxQueued === b.maxQueued
+  a.maxQueued === b.maxQueued &&
+  JSON.stringify(a.batch) === JSON.stringify(b.batch)
 
 export const layer: Layer.Layer<Supervisor, never, HistoryStore | ActorServices> = Layer.scoped(
   Supervisor,
