@@ -2,7 +2,8 @@
  * `sluice start` as users run it — its own Node process, with the CLI's config decoding,
  * banner and signal handling — for tests that stop it with SIGTERM/SIGINT or crash it with
  * SIGKILL. The process leads its own process group, so a kill also takes the embedded
- * nats-server it may have spawned, and nothing it started outlives the test's scope.
+ * nats-server it may have spawned, and nothing it started outlives the test's scope. Other
+ * commands run the same way: to their end (`destinations pause …`) or until killed (`outbox-relay`).
  */
 import { FetchHttpClient, HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { AdminApi } from "@sluice/protocol"
@@ -113,12 +114,15 @@ const failure = (running: Running, message: string, exit?: ProcessExit) =>
     stderr: running.output.stderr
   })
 
-/** Spawns `node --import tsx apps/sluice/src/bin.ts start` in a new process group; killed with its group when the scope closes. */
-const spawnBroker = (env: Readonly<Record<string, string>>): Effect.Effect<Running, never, Scope.Scope> =>
+/**
+ * Spawns `node --import tsx apps/sluice/src/bin.ts <args>` in a new process group; killed with
+ * its group when the scope closes. SLUICE_* variables of the test process are not passed on.
+ */
+const spawnSluice = (args: ReadonlyArray<string>, env: Readonly<Record<string, string>>): Effect.Effect<Running, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
       const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("SLUICE_")))
-      const child = spawn(process.execPath, ["--import", "tsx", bin, "start"], {
+      const child = spawn(process.execPath, ["--import", "tsx", bin, ...args], {
         cwd: repoRoot,
         env: { ...inherited, ...env },
         detached: true,
@@ -180,7 +184,7 @@ const launch = (
   readyTimeoutMs: number
 ): Effect.Effect<BrokerProcess, BrokerProcessFailed, Scope.Scope> =>
   Effect.gen(function* () {
-    const running = yield* spawnBroker(env)
+    const running = yield* spawnSluice(["start"], env)
     const adminUrl = yield* waitForBanner(running, readyTimeoutMs)
     const client = yield* HttpApiClient.make(AdminApi.AdminApi, {
       baseUrl: adminUrl,
@@ -233,6 +237,54 @@ export const startBrokerProcess = (
     }
     return yield* launch(env, dataDir, options.readyTimeoutMs ?? 90_000)
   })
+
+/** A `sluice` command that ran to its end: how it ended and everything it printed. */
+export interface SluiceRun extends ProcessExit {
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** How long a command such as `destinations pause` may take: tsx makes every start take a second or two, more on a busy machine. */
+const COMMAND_TIMEOUT_MS = 60_000
+
+/**
+ * Runs `sluice <args>` as its own process, as an operator types it (`destinations pause <id>
+ * --admin-url …`), and waits for it to end; one still running after a minute is a defect.
+ */
+export const runSluice = (args: ReadonlyArray<string>): Effect.Effect<SluiceRun> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const running = yield* spawnSluice(args, {})
+      const exit = yield* Effect.promise(() => running.exited).pipe(
+        Effect.timeoutFail({
+          duration: Duration.millis(COMMAND_TIMEOUT_MS),
+          onTimeout: () => failure(running, `sluice ${args.join(" ")} did not exit within ${COMMAND_TIMEOUT_MS} ms`)
+        }),
+        Effect.orDie
+      )
+      return { ...exit, stdout: running.output.stdout, stderr: running.output.stderr }
+    })
+  )
+
+/** A `sluice` command that runs until it is stopped, such as `outbox-relay`. */
+export interface SluiceProcess {
+  /** What it printed so far. */
+  readonly stdout: () => string
+  readonly stderr: () => string
+  /** SIGKILL to its process group (a crash) and waits for the exit. */
+  readonly kill: Effect.Effect<ProcessExit>
+}
+
+/** Starts `sluice <args>` in its own process group without waiting for anything; the group is killed when the scope closes. */
+export const startSluiceProcess = (args: ReadonlyArray<string>): Effect.Effect<SluiceProcess, never, Scope.Scope> =>
+  Effect.map(spawnSluice(args, {}), (running) => ({
+    stdout: () => running.output.stdout,
+    stderr: () => running.output.stderr,
+    kill: Effect.suspend(() => {
+      signalGroup(running.child.pid, "SIGKILL")
+      return Effect.promise(() => running.exited)
+    })
+  }))
 
 /** Pids of the processes whose command line contains `text` (Linux /proc), e.g. a store directory. */
 export const processesMentioning = (text: string): Effect.Effect<ReadonlyArray<number>> =>

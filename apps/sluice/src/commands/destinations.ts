@@ -92,6 +92,35 @@ const remove = Command.make("remove", { adminUrl, id }, (o) =>
 
 const describeHealth = (d: Destination.DestinationView) => `${d.health.state} since ${d.health.since} (${d.health.reason})`
 
+/**
+ * The rate limit `update` sends: `--unlimited` removes it, `--rate` sets it (the burst from
+ * `--burst`, else the rate rounded up), `--burst` alone changes the burst of the current limit;
+ * undefined leaves it as it is. Contradicting flags are refused rather than one silently winning.
+ */
+const rateLimitUpdate = (o: {
+  readonly id: string
+  readonly rate: Option.Option<number>
+  readonly burst: Option.Option<number>
+  readonly unlimited: boolean
+}) =>
+  Effect.gen(function* () {
+    const rate = orUndefined(o.rate)
+    const burst = orUndefined(o.burst)
+    if (o.unlimited) {
+      if (rate !== undefined || burst !== undefined) {
+        return yield* Effect.fail(new Error("--unlimited removes the rate limit, so give it without --rate and --burst"))
+      }
+      return null
+    }
+    if (rate !== undefined) return { perSecond: rate, burst: burst ?? Math.max(1, Math.ceil(rate)) }
+    if (burst === undefined) return undefined
+    const { rateLimit } = yield* (yield* AdminClient).destinations.get({ path: { id: o.id } })
+    if (rateLimit === null) {
+      return yield* Effect.fail(new Error(`destination ${o.id} has no rate limit to change the burst of; give --rate too`))
+    }
+    return { perSecond: rateLimit.perSecond, burst }
+  })
+
 const update = Command.make(
   "update",
   {
@@ -99,23 +128,21 @@ const update = Command.make(
     id,
     url: optionalText("url", "new URL"),
     rate: Options.float("rate").pipe(Options.withDescription("max requests per second"), Options.optional),
-    burst: Options.integer("burst").pipe(Options.withDescription("requests allowed at once above the rate"), Options.optional),
+    burst: Options.integer("burst").pipe(
+      Options.withDescription("requests allowed at once above the rate; alone, changes the burst of the current rate"),
+      Options.optional
+    ),
     unlimited: Options.boolean("unlimited").pipe(Options.withDescription("remove the rate limit")),
     concurrency: Options.integer("concurrency").pipe(Options.withDescription("max requests in flight"), Options.optional)
   },
   (o) =>
     Effect.gen(function* () {
       const client = yield* AdminClient
-      const rate = orUndefined(o.rate)
       const updated = yield* client.destinations.update({
         path: { id: o.id },
         payload: {
           url: orUndefined(o.url),
-          rateLimit: o.unlimited
-            ? null
-            : rate === undefined
-              ? undefined
-              : { perSecond: rate, burst: Option.getOrElse(o.burst, () => Math.max(1, Math.ceil(rate))) },
+          rateLimit: yield* rateLimitUpdate(o),
           maxConcurrency: orUndefined(o.concurrency)
         }
       })

@@ -1,7 +1,7 @@
 /** `sluice outbox-relay`: publishes a producer database's transactional outbox to JetStream until stopped. */
 import { Command, Options } from "@effect/cli"
 import { OutboxRelay } from "@sluice/sdk"
-import { Config, Console, Duration, Effect, Layer } from "effect"
+import { Config, Console, Duration, Effect, Layer, Option } from "effect"
 
 const duration = (name: string, description: string, fallback: Duration.Duration) =>
   Options.text(name).pipe(
@@ -24,6 +24,10 @@ export const outboxRelay = Command.make(
     ),
     batchSize: Options.integer("batch-size").pipe(
       Options.withDescription("rows claimed per transaction"),
+      Options.filterMap(
+        (n) => (n >= 1 && n <= 10_000 ? Option.some(n) : Option.none()),
+        "--batch-size must be a whole number from 1 to 10000"
+      ),
       Options.withDefault(OutboxRelay.defaults.batchSize)
     ),
     pollInterval: duration("poll-interval", "how often to look for rows without a notification", OutboxRelay.defaults.pollInterval),
