@@ -2,8 +2,9 @@
  * HTTP ingest and access tokens against a real nats-server and broker: events posted over
  * HTTP are stored and delivered, Idempotency-Key stores one event, bad input is named and
  * stores nothing, tokens are required and not interchangeable, oversize bodies get 413,
- * NATS being away gets 503 with Retry-After and nothing stored later, and the SDK's
- * `status` reads an event's state through the admin API.
+ * NATS being away gets 503 with Retry-After and nothing stored later, and a producer reads
+ * an event's state per destination with its own token (`GET /events/:id/status`, the SDK's
+ * `status`).
  */
 import { describe, expect, it, layer } from "@effect/vitest"
 import { connect as connectNats } from "@nats-io/transport-node"
@@ -60,6 +61,10 @@ const storedOfType = (natsUrl: string, type: string) =>
     const info = await jsm.streams.info(Subjects.EVENTS_STREAM, { subjects_filter: subject })
     return info.state.subjects?.[subject] ?? 0
   })
+
+/** GET /api/v1/events/:id/status with the producer token (unless headers say otherwise). */
+const statusOf = (adminUrl: string, id: string, headers: Record<string, string> = bearer(TEST_PRODUCER_TOKEN)) =>
+  request(`${adminUrl}/api/v1/events/${encodeURIComponent(id)}/status`, { headers })
 
 const idsIn = (answer: Answer) => (answer.json as { events: ReadonlyArray<{ id: string; duplicate: boolean }> }).events
 
@@ -250,33 +255,96 @@ layer(NatsFixture.layer, { timeout: 60_000, excludeTestServices: true })("HTTP i
     })
   )
 
-  it.scoped("the SDK's status reads an event's state per destination through the admin API", () =>
+  it.scoped("a producer reads its event's state per destination: queued while owed, completed once delivered", () =>
     Effect.gen(function* () {
-      const { adminUrl, client, natsUrl } = yield* brokerOnFixture
+      const { adminUrl, client } = yield* brokerOnFixture
+      const receiver = yield* scopedReceiver()
+      yield* client.destinations.create({ payload: { id: "status-http", url: receiver.url, subscriptions: ["ingest.status.http"] } })
+      // Paused, the destination owes the event a delivery it cannot attempt yet.
+      yield* client.destinations.pause({ path: { id: "status-http" } })
+      const [published] = idsIn(yield* ingest(adminUrl, { type: "ingest.status.http", data: { secret: "payload" } }))
+      const id = published!.id
+
+      const queued = yield* waitForEffect(
+        statusOf(adminUrl, id).pipe(Effect.map((answer) => (answer.status === 200 ? answer : undefined))),
+        { description: `status of ${id} answered` }
+      )
+      expect(queued.json).toEqual({
+        id,
+        receivedAt: expect.any(String),
+        settled: false,
+        deliveries: [{ destinationId: "status-http", state: "queued", attempts: 0, updatedAt: null }]
+      })
+
+      yield* client.destinations.resume({ path: { id: "status-http" } })
+      const completed = yield* waitForEffect(
+        statusOf(adminUrl, id).pipe(Effect.map((answer) => ((answer.json as { settled?: boolean }).settled ? answer : undefined))),
+        // (After a resume the actor's first pull can take up to its 5 s pull expiry.)
+        { description: `status of ${id} settled`, timeoutMs: 20_000 }
+      )
+      expect(completed.status).toBe(200)
+      expect(completed.json).toEqual({
+        id,
+        receivedAt: (queued.json as { receivedAt: string }).receivedAt,
+        settled: true,
+        deliveries: [{ destinationId: "status-http", state: "completed", attempts: 1, updatedAt: expect.any(String) }]
+      })
+      expect(receiver.received().map((r) => r.headers["webhook-id"])).toEqual([id])
+
+      // An event no destination subscribes to has nothing owed: settled from the start.
+      const [unrouted] = idsIn(yield* ingest(adminUrl, { type: "ingest.status.unrouted", data: {} }))
+      const alone = yield* waitForEffect(
+        statusOf(adminUrl, unrouted!.id).pipe(Effect.map((answer) => (answer.status === 200 ? answer : undefined))),
+        { description: `status of ${unrouted!.id} answered` }
+      )
+      expect(alone.json).toMatchObject({ id: unrouted!.id, settled: true, deliveries: [] })
+
+      const unknown = yield* statusOf(adminUrl, "never-published")
+      expect(unknown.status).toBe(404)
+      expect(unknown.json).toMatchObject({ _tag: "NotFound", message: expect.stringContaining("never-published") })
+
+      // The producer token only: the admin token, a wrong one or none is refused.
+      for (const headers of [{}, bearer(TEST_ADMIN_TOKEN), bearer("wrong-token-0123456789")]) {
+        const refused = yield* statusOf(adminUrl, id, headers)
+        expect(refused.status).toBe(401)
+        expect(refused.json).toMatchObject({ _tag: "Unauthorized", message: expect.stringContaining("producer token") })
+      }
+      // …and the producer token still does not open the operator's event detail.
+      expect((yield* request(`${adminUrl}/api/v1/events/${id}`, { headers: bearer(TEST_PRODUCER_TOKEN) })).status).toBe(401)
+    })
+  )
+
+  it.scoped("the SDK's status reads an event's state with the producer token, settled once delivered", () =>
+    Effect.gen(function* () {
+      const { adminUrl, client, natsUrl, producerToken } = yield* brokerOnFixture
+      expect(producerToken).toBe(TEST_PRODUCER_TOKEN)
       const receiver = yield* scopedReceiver()
       yield* client.destinations.create({ payload: { id: "status-sink", url: receiver.url, subscriptions: ["ingest.status"] } })
       const sluice = yield* Effect.acquireRelease(
-        Effect.promise(() => connect({ servers: natsUrl, adminUrl, adminToken: TEST_ADMIN_TOKEN })),
+        Effect.promise(() => connect({ servers: natsUrl, adminUrl, producerToken })),
         (c) => Effect.promise(() => c.close())
       )
       const { id } = yield* Effect.promise(() => sluice.publish({ type: "ingest.status", data: { n: 1 } }))
-      const detail = yield* waitForEffect(
-        Effect.tryPromise({ try: () => sluice.status(id), catch: (e) => e }).pipe(
-          Effect.map((d) => (d.deliveries.some((x) => x.state === "completed") ? d : undefined))
-        ),
-        { description: `status of ${id} shows it completed` }
+      const status = yield* waitForEffect(
+        Effect.tryPromise({ try: () => sluice.status(id), catch: (e) => e }).pipe(Effect.map((s) => (s.settled ? s : undefined))),
+        { description: `status of ${id} settled` }
       )
-      expect(detail.event).toMatchObject({ id, type: "ingest.status" })
-      expect(detail.deliveries).toMatchObject([{ destinationId: "status-sink", state: "completed" }])
+      expect(status).toEqual({
+        id,
+        receivedAt: expect.any(String),
+        settled: true,
+        deliveries: [{ destinationId: "status-sink", state: "completed", attempts: 1, updatedAt: expect.any(String) }]
+      })
 
       const unknown = yield* Effect.flip(Effect.tryPromise({ try: () => sluice.status("never-published"), catch: (e) => e }))
       expect(unknown).toMatchObject({ _tag: "EventNotFound", eventId: "never-published" })
 
-      // The Effect face, without an admin API, and with the wrong token.
+      // The Effect face, without the broker's address, and with the admin token instead of the producer's.
       const withoutAdmin = yield* Sluice.fromConnection(yield* natsConnection(natsUrl))
-      expect((yield* Effect.flip(withoutAdmin.status(id)))._tag).toBe("AdminApiNotConfigured")
-      const wrongToken = yield* Sluice.fromConnection(yield* natsConnection(natsUrl), { adminUrl, adminToken: "wrong-token-0123456789" })
-      const refused = yield* Effect.flip(wrongToken.status(id))
+      const notConfigured = yield* Effect.flip(withoutAdmin.status(id))
+      expect(notConfigured).toMatchObject({ _tag: "AdminApiNotConfigured", message: expect.stringContaining("producerToken") })
+      const withAdminToken = yield* Sluice.fromConnection(yield* natsConnection(natsUrl), { adminUrl, producerToken: TEST_ADMIN_TOKEN })
+      const refused = yield* Effect.flip(withAdminToken.status(id))
       expect(refused).toMatchObject({ _tag: "StatusUnavailable", reason: expect.stringContaining("401") })
     })
   )

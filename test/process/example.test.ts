@@ -17,7 +17,7 @@ it.scopedLive("the publish example publishes three events and reports them deliv
   Effect.gen(function* () {
     const nats = yield* tempNatsServer
     const databaseUrl = yield* throwawayDatabase
-    const { adminToken, adminUrl, client } = yield* startBroker({ natsUrl: nats.url, databaseUrl })
+    const { adminUrl, client, producerToken } = yield* startBroker({ natsUrl: nats.url, databaseUrl })
     const receiver = yield* scopedReceiver()
     yield* client.destinations.create({ payload: { id: "shop", url: receiver.url, subscriptions: ["order.*"] } })
 
@@ -26,7 +26,7 @@ it.scopedLive("the publish example publishes three events and reports them deliv
       execFile(
         process.execPath,
         ["--import", "tsx", "apps/example/src/publish.ts"],
-        { cwd: repoRoot, env: { ...inherited, SLUICE_ADMIN_URL: adminUrl, SLUICE_ADMIN_TOKEN: adminToken }, timeout: 80_000 },
+        { cwd: repoRoot, env: { ...inherited, SLUICE_ADMIN_URL: adminUrl, SLUICE_PRODUCER_TOKEN: producerToken }, timeout: 80_000 },
         (error, out, err) => resume(error ? Effect.fail(new Error(`${error.message}\n${err}`)) : Effect.succeed(out))
       )
     })

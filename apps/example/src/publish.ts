@@ -5,25 +5,24 @@
  *
  *   pnpm exec tsx apps/example/src/publish.ts
  *
- * SLUICE_ADMIN_URL (default http://127.0.0.1:7700) and SLUICE_ADMIN_TOKEN (default: the
- * token a local broker generated into SLUICE_DATA_DIR, default .sluice) reach the admin API;
- * the NATS URL is SLUICE_NATS_URL or, by default, the one the broker's `/api/v1/info` names.
+ * SLUICE_ADMIN_URL (default http://127.0.0.1:7700) and SLUICE_PRODUCER_TOKEN (default: the
+ * token a local broker generated into SLUICE_DATA_DIR, default .sluice) reach the broker's
+ * status endpoint — a producer needs no admin token; the NATS URL is SLUICE_NATS_URL or, by
+ * default, the one the broker's `/api/v1/info` names.
  */
-import type { EventDetail } from "@sluice/sdk"
+import type { EventStatus } from "@sluice/sdk"
 import { connect, EventNotFound } from "@sluice/sdk"
 import { readFile } from "node:fs/promises"
 import { join } from "node:path"
 
 const adminUrl = process.env.SLUICE_ADMIN_URL ?? "http://127.0.0.1:7700"
-const adminToken =
-  process.env.SLUICE_ADMIN_TOKEN ?? (await readFile(join(process.env.SLUICE_DATA_DIR ?? ".sluice", "admin-token"), "utf8")).trim()
+const producerToken =
+  process.env.SLUICE_PRODUCER_TOKEN ??
+  (await readFile(join(process.env.SLUICE_DATA_DIR ?? ".sluice", "producer-token"), "utf8")).trim()
 const natsUrl =
   process.env.SLUICE_NATS_URL ?? ((await (await fetch(`${adminUrl}/api/v1/info`)).json()) as { natsUrl: string }).natsUrl
 
-/** Delivery states that will not change without an operator. */
-const settled = new Set(["completed", "dead", "canceled", "ignored", "duplicate", "disabled"])
-
-const sluice = await connect({ servers: natsUrl, adminUrl, adminToken })
+const sluice = await connect({ servers: natsUrl, adminUrl, producerToken })
 try {
   const orderId = `order-${Date.now()}`
   const published = await sluice.publishMany([
@@ -35,19 +34,20 @@ try {
 
   const deadline = Date.now() + 30_000
   for (const { id } of published) {
-    let detail: EventDetail | undefined
+    let status: EventStatus | undefined
     while (Date.now() < deadline) {
       try {
-        detail = await sluice.status(id)
-        if (detail.deliveries.every((d) => settled.has(d.state))) break
+        status = await sluice.status(id)
+        // Settled: no delivery will change without an operator.
+        if (status.settled) break
       } catch (error) {
         // History is written moments after the event is stored: not found yet means "ask again".
         if (!(error instanceof EventNotFound)) throw error
       }
       await new Promise((resolve) => setTimeout(resolve, 250))
     }
-    const states = detail?.deliveries.map((d) => `${d.destinationId}: ${d.state}`).join(", ")
-    console.log(`${id} ${detail === undefined ? "not in the history yet" : states || "no destination subscribes to it"}`)
+    const states = status?.deliveries.map((d) => `${d.destinationId}: ${d.state}`).join(", ")
+    console.log(`${id} ${status === undefined ? "not in the history yet" : states || "no destination subscribes to it"}`)
   }
 } finally {
   await sluice.close()

@@ -4,14 +4,14 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { AdminApi } from "@sluice/protocol"
-import { Clock, Effect, Layer, Option } from "effect"
+import { Clock, Effect, Layer } from "effect"
 import { Server } from "node:http"
 import * as AdminWeb from "./AdminWeb.js"
 import * as Auth from "./Auth.js"
 import { backlogOf } from "./Backlog.js"
 import { BrokerConfig } from "./BrokerConfig.js"
 import { Destinations } from "./Destinations.js"
-import { withPendingDeliveries } from "./EventStatus.js"
+import { recordedEvent, withPendingDeliveries } from "./EventStatus.js"
 import { HistoryStore, type HistoryUnavailable, type InvalidCursor } from "./HistoryStore.js"
 import * as Ingest from "./Ingest.js"
 import * as Live from "./Live.js"
@@ -97,14 +97,9 @@ const EventsLive = HttpApiBuilder.group(AdminApi.AdminApi, "events", (handlers) 
     return handlers
       .handle("list", ({ urlParams }) => store.listEvents(urlParams).pipe(Effect.mapError(listFailure)))
       .handle("get", ({ path }) =>
-        Effect.gen(function* () {
-          const detail = yield* store.getEvent(path.id).pipe(Effect.mapError(unavailable))
-          if (Option.isNone(detail)) {
-            return yield* Effect.fail(new AdminApi.NotFound({ message: `event ${path.id} is not in the history (yet)` }))
-          }
-          const all = yield* store.listDestinations.pipe(Effect.mapError(unavailable))
-          return withPendingDeliveries(detail.value, all)
-        })
+        recordedEvent(store, path.id).pipe(
+          Effect.map(({ destinations, detail }) => withPendingDeliveries(detail, destinations))
+        )
       )
       .handle("replay", ({ path, payload }) =>
         replay.event(path.id, payload.destinationId, OPERATOR).pipe(Effect.map((replayed) => ({ replayed })))

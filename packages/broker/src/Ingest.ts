@@ -2,7 +2,9 @@
  * HTTP ingest, `POST /api/v1/events`, for producers in any language. The body is the SDK's
  * input — one event, or `{ "events": [...] }` — validated by the same schema and published
  * by the same implementation (the SDK's `Sluice` service over the broker's own NATS
- * connection), and the answer comes only once JetStream stored every event.
+ * connection), and the answer comes only once JetStream stored every event. With the same
+ * producer token, `GET /api/v1/events/:id/status` tells what became of an event (the SDK's
+ * `status`), so a producer never needs the admin token.
  *
  * Retrying is safe: publishing deduplicates by event id (or idempotency key), so a client
  * that got a 503 or no answer sends the same request again — with the same ids, which is
@@ -16,6 +18,8 @@ import type { PublishError } from "@sluice/sdk"
 import type { QueuedIterator, Status } from "@nats-io/transport-node"
 import { Context, Effect, Either, Layer, Ref, Schema, Stream } from "effect"
 import { BrokerConfig } from "./BrokerConfig.js"
+import { eventStatus, recordedEvent } from "./EventStatus.js"
+import { HistoryStore } from "./HistoryStore.js"
 import { Nats } from "./Nats.js"
 
 /** What a 503 asks the client to wait before retrying. */
@@ -173,6 +177,7 @@ const IngestLive = HttpApiBuilder.group(AdminApi.AdminApi, "ingest", (handlers) 
   Effect.gen(function* () {
     const config = yield* BrokerConfig
     const publisher = yield* Publisher
+    const store = yield* HistoryStore
     return handlers.handleRaw("publish", ({ headers, request }) =>
       Effect.gen(function* () {
         const text = yield* readBody(request, config.maxIngestBytes)
@@ -200,9 +205,9 @@ const IngestLive = HttpApiBuilder.group(AdminApi.AdminApi, "ingest", (handlers) 
           Effect.catchAll(publishFailure)
         )
       })
-    )
+    ).handle("status", ({ path }) => recordedEvent(store, path.id).pipe(Effect.map(eventStatus)))
   })
 )
 
-/** The ingest group's handlers, publishing over the broker's NATS connection. */
+/** The ingest group's handlers, publishing over the broker's NATS connection and reading status from the history. */
 export const layer = IngestLive.pipe(Layer.provide(publisherLayer))

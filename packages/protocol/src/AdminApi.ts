@@ -209,10 +209,34 @@ export const IngestResult = Schema.Struct({
 }).annotations({ identifier: "IngestResult" })
 export type IngestResult = typeof IngestResult.Type
 
+/** Where one event's delivery to one destination stands; `updatedAt` is null while the history has no row for it yet. */
+export const DeliveryStatus = Schema.Struct({
+  destinationId: Schema.String,
+  state: DeliveryState,
+  attempts: Schema.Int,
+  updatedAt: Schema.NullOr(Timestamp)
+}).annotations({ identifier: "DeliveryStatus" })
+export type DeliveryStatus = typeof DeliveryStatus.Type
+
+/**
+ * What a producer may know of its event: its state at every destination that owes it a
+ * delivery, without the payload or the attempts' responses (those are the operator's).
+ * `settled` once every delivery is in a final state — true as well when no destination
+ * subscribes — so a producer can drop its own copy.
+ */
+export const EventStatus = Schema.Struct({
+  id: EventId,
+  receivedAt: Timestamp,
+  settled: Schema.Boolean,
+  deliveries: Schema.Array(DeliveryStatus)
+}).annotations({ identifier: "EventStatus" })
+export type EventStatus = typeof EventStatus.Type
+
 /**
  * HTTP ingest for producers in any language (`POST /api/v1/events`). It answers once JetStream
  * stored every event: 201 when something new was stored, 200 when all were duplicates; 503
- * `Unavailable` with `Retry-After` when NATS cannot take them.
+ * `Unavailable` with `Retry-After` when NATS cannot take them. `GET /events/:id/status` tells
+ * the producer what became of an event: 404 `NotFound` until the history recorded it.
  */
 export class IngestGroup extends HttpApiGroup.make("ingest")
   .middleware(ProducerAuthorization)
@@ -224,7 +248,8 @@ export class IngestGroup extends HttpApiGroup.make("ingest")
       .addSuccess(IngestResult, { status: 200 })
       .addError(InvalidRequest)
       .addError(PayloadTooLarge)
-  ) {}
+  )
+  .add(HttpApiEndpoint.get("status")`/events/${eventId}/status`.addSuccess(EventStatus).addError(NotFound)) {}
 
 /** What a client needs to find the rest of the system, e.g. the NATS URL for publishing. */
 export const SystemInfo = Schema.Struct({

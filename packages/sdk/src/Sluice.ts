@@ -7,7 +7,7 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { connect } from "@nats-io/transport-node"
-import type { History } from "@sluice/protocol"
+import type { AdminApi } from "@sluice/protocol"
 import { Envelope, Subjects } from "@sluice/protocol"
 import type { Either } from "effect"
 import { Context, Effect, Layer } from "effect"
@@ -19,17 +19,20 @@ import { ConnectionFailed, PublishFailed } from "./SluiceError.js"
 /** What a producer hands over: `type` and `data`, optionally `id`, `key`, `version`, `idempotencyKey`, … */
 export type PublishInput = Envelope.PublishInput
 
-/** An event as the broker's history holds it, with its state at every destination that subscribed. */
-export type EventDetail = History.EventDetail
+/**
+ * What became of an event: its state at every destination that owes it a delivery, and
+ * `settled` once none of them will change without an operator.
+ */
+export type EventStatus = AdminApi.EventStatus
 
 /** How the service publishes and where it asks for status, however NATS was reached. */
 export interface ClientOptions {
   /** How long to wait for JetStream's acknowledgement before failing with `PublishTimeout` (default 5000). */
   readonly ackTimeoutMs?: number
-  /** The broker's admin API, e.g. `http://127.0.0.1:7700`; needed by `status` only. */
+  /** The broker's HTTP address (its admin API), e.g. `http://127.0.0.1:7700`; needed by `status` only. */
   readonly adminUrl?: string
-  /** The admin token `status` sends as `Authorization: Bearer …` (`<data dir>/admin-token` of a local broker). */
-  readonly adminToken?: string
+  /** The producer token `status` sends as `Authorization: Bearer …` (`<data dir>/producer-token` of a local broker). */
+  readonly producerToken?: string
 }
 
 /** Where and how to reach NATS. Lost connections are retried forever in the background. */
@@ -69,11 +72,11 @@ export class Sluice extends Context.Tag("@sluice/sdk/Sluice")<
      */
     readonly publishMany: (inputs: ReadonlyArray<PublishInput>) => Effect.Effect<ReadonlyArray<PublishResult>, PublishError>
     /**
-     * Asks the broker's admin API (`adminUrl`) what became of an event: whether it was
-     * received, and its state at each destination — so a producer can keep its own copy
-     * until the event is delivered.
+     * Asks the broker (`adminUrl`, with the producer token) what became of an event: whether
+     * it was received, and its state at each destination — so a producer can keep its own
+     * copy until the event is `settled`.
      */
-    readonly status: (eventId: string) => Effect.Effect<EventDetail, StatusError>
+    readonly status: (eventId: string) => Effect.Effect<EventStatus, StatusError>
   }
 >() {}
 
@@ -135,7 +138,7 @@ export const fromConnection = (nc: NatsConnection, options: ClientOptions = {}):
         )
       )
 
-    const status = yield* makeStatus({ adminUrl: options.adminUrl, adminToken: options.adminToken, timeoutMs })
+    const status = yield* makeStatus({ adminUrl: options.adminUrl, producerToken: options.producerToken, timeoutMs })
 
     return Sluice.of({
       status,

@@ -19,11 +19,11 @@ export interface SluiceClient {
   /** Validates all inputs first (nothing sent if one is invalid), then publishes them pipelined, results in input order. */
   readonly publishMany: (inputs: ReadonlyArray<Sluice.PublishInput>) => Promise<ReadonlyArray<Sluice.PublishResult>>
   /**
-   * What became of an event, from the broker's admin API (`adminUrl`, `adminToken`); rejects
-   * with `AdminApiNotConfigured`, `EventNotFound` (not in the history yet: poll again) or
+   * What became of an event, from the broker (`adminUrl`, `producerToken`); rejects with
+   * `AdminApiNotConfigured`, `EventNotFound` (not in the history yet: poll again) or
    * `StatusUnavailable`.
    */
-  readonly status: (eventId: string) => Promise<Sluice.EventDetail>
+  readonly status: (eventId: string) => Promise<Sluice.EventStatus>
   readonly close: () => Promise<void>
 }
 

@@ -71,10 +71,10 @@ export class OutboxUnavailable extends Schema.TaggedError<OutboxUnavailable>()("
 /** Everything `publish` and `publishMany` can fail with. */
 export type PublishError = InvalidEnvelope | PublishTimeout | StreamNotFound | PublishFailed
 
-/** `status` asks the broker's admin API, and none was given: connect with `adminUrl` and `adminToken`. */
+/** `status` asks the broker's HTTP API, and none was given: connect with `adminUrl` and `producerToken`. */
 export class AdminApiNotConfigured extends Schema.TaggedError<AdminApiNotConfigured>()("AdminApiNotConfigured", {}) {
   override get message(): string {
-    return "status() needs the broker's admin API: connect with `adminUrl` (e.g. http://127.0.0.1:7700) and `adminToken`"
+    return "status() needs the broker's HTTP API: connect with `adminUrl` (e.g. http://127.0.0.1:7700) and `producerToken`"
   }
 }
 
@@ -90,7 +90,7 @@ export class EventNotFound extends Schema.TaggedError<EventNotFound>()("EventNot
   }
 }
 
-/** The admin API did not answer the status question: unreachable, the token refused, or the history unavailable. */
+/** The broker did not answer the status question: unreachable, the token refused, or the history unavailable. */
 export class StatusUnavailable extends Schema.TaggedError<StatusUnavailable>()("StatusUnavailable", {
   eventId: Schema.String,
   reason: Schema.String

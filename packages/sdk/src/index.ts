@@ -5,7 +5,7 @@
  * relay (`OutboxRelay.layer`, `startOutboxRelay`) publishes them.
  */
 export * as Sluice from "./Sluice.js"
-export type { ClientOptions, ConnectOptions, EventDetail, PublishInput, PublishResult } from "./Sluice.js"
+export type { ClientOptions, ConnectOptions, EventStatus, PublishInput, PublishResult } from "./Sluice.js"
 export * from "./SluiceClient.js"
 export * from "./SluiceError.js"
 export * as Outbox from "./Outbox.js"
