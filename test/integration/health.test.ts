@@ -182,8 +182,14 @@ layer(NatsFixture.layer, { timeout: 60_000, excludeTestServices: true })("destin
       const enabled = yield* client.destinations.enable({ path: { id: "old" } })
       expect(enabled.health).toMatchObject({ state: "active", reason: "enabled by admin" })
       const after = yield* sluice.publish({ type: "a.b", data: {} })
-      const requests = yield* Effect.promise(() => receiver.waitForCount(2))
-      expect(requests[1]!.headers["webhook-id"]).toBe(after.id)
+      // Enabled again, it also learns what it lost: the two events recorded disabled.
+      const requests = (yield* Effect.promise(() => receiver.waitForCount(3))).slice(1)
+      const types = requests.map((r) => (r.json as { type: string }).type)
+      expect(types.toSorted()).toEqual(["a.b", "sluice.sync_error"])
+      expect(requests.find((r) => (r.json as { type: string }).type === "a.b")!.headers["webhook-id"]).toBe(after.id)
+      expect((requests.find((r) => (r.json as { type: string }).type === "sluice.sync_error")!.json as { data: unknown }).data).toMatchObject(
+        { dead: 0, disabled: 2, expired: 0 }
+      )
     })
   )
 

@@ -194,6 +194,29 @@ const Header = ({ destination: d, onChanged }: { readonly destination: Destinati
   )
 }
 
+/**
+ * Events the destination will never get, not yet reported to it: the receiver has to
+ * reconcile, and will be told so with a `sluice.sync_error` event once it can take one.
+ */
+export const LostEventsAlert = ({ lost }: { readonly lost: Destination.LostEvents }) => {
+  const parts = (
+    [
+      ["dead-lettered", lost.dead],
+      ["dropped while disabled", lost.disabled],
+      ["expired from the stream", lost.expired]
+    ] as const
+  ).filter(([, n]) => n > 0)
+  const total = lost.dead + lost.disabled + lost.expired
+  return (
+    <div className="alert" role="alert">
+      <strong>Sync error:</strong> {formatCount(total)} event{total === 1 ? "" : "s"} lost to this destination (
+      {parts.map(([what, n]) => `${formatCount(n)} ${what}`).join(", ")}), published between{" "}
+      <time dateTime={lost.since}>{formatTime(lost.since)}</time> and <time dateTime={lost.until}>{formatTime(lost.until)}</time>.
+      A <code>sluice.sync_error</code> event will tell the receiver as soon as it can take deliveries.
+    </div>
+  )
+}
+
 const StatsView = ({ stats, destination }: { readonly stats: History.DestinationStats; readonly destination: Destination.DestinationView }) => {
   const backlog = stats.backlog.pending + stats.backlog.held
   return (
@@ -206,6 +229,7 @@ const StatsView = ({ stats, destination }: { readonly stats: History.Destination
           <Link to={paths.events(new URLSearchParams({ destination: destination.id, state: "dead" }))}>Show them</Link>
         </div>
       )}
+      {destination.lostEvents !== undefined && <LostEventsAlert lost={destination.lostEvents} />}
       {destination.health.state === "disabled" && (
         <div className="alert" role="status">
           Disabled: new events for this destination are recorded as <em>disabled</em> and not delivered.

@@ -10,7 +10,7 @@ import type { ReactNode } from "react"
 import { createRoot } from "react-dom/client"
 import { afterEach, describe, expect, it, vi } from "vitest"
 import { ConfirmDialog } from "../src/ConfirmDialog.js"
-import { healthActions } from "../src/DestinationPage.js"
+import { healthActions, LostEventsAlert } from "../src/DestinationPage.js"
 import { EventTable } from "../src/EventsPage.js"
 import { parseDestinationsEvent } from "../src/useLiveDestinations.js"
 
@@ -153,5 +153,23 @@ describe("live stream events", () => {
     expect(parseDestinationsEvent("not json")).toBeUndefined()
     expect(parseDestinationsEvent(JSON.stringify([{ id: "crm" }]))).toBeUndefined()
     expect(parseDestinationsEvent(JSON.stringify({ destinations: [] }))).toBeUndefined()
+  })
+})
+
+describe("LostEventsAlert", () => {
+  it("says how many events were lost, why and when, and that the receiver will be told", () => {
+    const container = render(
+      <LostEventsAlert
+        lost={{ since: "2026-11-23T09:00:00.000Z", until: "2026-11-23T10:00:00.000Z", dead: 2, disabled: 0, expired: 1 }}
+      />
+    )
+    const alert = container.querySelector('[role="alert"]')!
+    expect(alert.textContent).toContain("3 events lost to this destination (2 dead-lettered, 1 expired from the stream)")
+    expect(alert.textContent).not.toContain("disabled")
+    expect(alert.textContent).toContain("sluice.sync_error")
+    expect(Array.from(alert.querySelectorAll("time"), (t) => t.getAttribute("datetime"))).toEqual([
+      "2026-11-23T09:00:00.000Z",
+      "2026-11-23T10:00:00.000Z"
+    ])
   })
 })

@@ -15,6 +15,7 @@ import * as HistoryWriter from "./HistoryWriter.js"
 import * as HttpSender from "./HttpSender.js"
 import * as IdempotencyStore from "./IdempotencyStore.js"
 import * as KeyVersions from "./KeyVersions.js"
+import * as LossLedger from "./LossLedger.js"
 import * as Nats from "./Nats.js"
 import * as NatsServer from "./NatsServer.js"
 import * as PgHistoryStore from "./PgHistoryStore.js"
@@ -47,7 +48,13 @@ export const databaseLayer = Layer.unwrapEffect(
 )
 
 const core = Layer.mergeAll(Supervisor.layer, HistoryWriter.layer, HistoryPruner.layer).pipe(
-  Layer.provideMerge(Layer.mergeAll(HealthStore.layer, KeyVersions.layer, IdempotencyStore.layer, TransactionIds.layer)),
+  Layer.provideMerge(Layer.mergeAll(
+      HealthStore.layer,
+      KeyVersions.layer,
+      IdempotencyStore.layer,
+      TransactionIds.layer,
+      LossLedger.layer
+    )),
   Layer.provideMerge(Recorder.layer),
   Layer.provideMerge(HttpSender.layer),
   Layer.provideMerge(PgHistoryStore.layer),

@@ -17,6 +17,10 @@ export interface Consuming {
   readonly messages: Stream.Stream<JsMsg>
   /** Fails when pulling fails; never succeeds. */
   readonly ended: Effect.Effect<never, ConsumerEnded>
+  /** Stops asking for more once the open pull request ends (what it brings still arrives)… */
+  readonly pause: Effect.Effect<void>
+  /** …and asks again. */
+  readonly resume: Effect.Effect<void>
 }
 
 /** How long one pull request stays open at the server: also the longest a close waits. */
@@ -30,10 +34,17 @@ export const PULL_EXPIRES_MS = 5_000
  */
 export const open = (
   consumer: Consumer,
-  options: { readonly maxMessages: number; readonly onArrival?: (msg: JsMsg) => void; readonly abandon?: boolean }
+  options: {
+    readonly maxMessages: number
+    readonly onArrival?: (msg: JsMsg) => void
+    readonly abandon?: boolean
+    /** Start paused: nothing is asked for until `resume`. */
+    readonly paused?: boolean
+  }
 ): Effect.Effect<Consuming, never, Scope.Scope> =>
   Effect.gen(function* () {
     const queue = yield* Queue.unbounded<JsMsg>()
+    const pulling = yield* Effect.makeLatch(options.paused !== true)
     let stopping = false
     let current: { stop: () => void } | undefined
     const pullOnce = Effect.tryPromise({
@@ -55,19 +66,27 @@ export const open = (
       catch: (cause) => new ConsumerEnded({ message: `cannot pull: ${String(cause)}` })
     })
     const puller = yield* Effect.acquireRelease(
-      Effect.forkDaemon(pullOnce.pipe(Effect.repeat({ while: () => !stopping }))),
+      Effect.forkDaemon(
+        pulling.await.pipe(
+          Effect.zipRight(Effect.suspend(() => (stopping ? Effect.void : pullOnce))),
+          Effect.repeat({ while: () => !stopping })
+        )
+      ),
       (fiber) =>
         Effect.suspend(() => {
           stopping = true
           if (options.abandon) current?.stop()
-          return Fiber.await(fiber)
+          // A paused puller waits at the latch: let it through to see that it is stopping.
+          return pulling.open.pipe(Effect.zipRight(Fiber.await(fiber)))
         })
     )
     return {
       messages: Stream.fromQueue(queue),
       ended: Fiber.await(puller).pipe(
         Effect.flatMap((exit) => (Exit.isFailure(exit) ? Effect.failCause(exit.cause) : Effect.never))
-      )
+      ),
+      pause: pulling.close,
+      resume: pulling.open
     }
   })
 

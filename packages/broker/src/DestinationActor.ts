@@ -8,9 +8,9 @@
 import type { Consumer, ConsumerConfig, JsMsg } from "@nats-io/jetstream"
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
-import type { Destination, States } from "@sluice/protocol"
-import { Envelope, Subjects } from "@sluice/protocol"
-import { Clock, Effect, Either, Fiber, FiberSet, Option, Queue, Random, Schedule, Stream, SubscriptionRef } from "effect"
+import type { States } from "@sluice/protocol"
+import { Destination, Envelope, Subjects } from "@sluice/protocol"
+import { Clock, Effect, Either, Fiber, FiberSet, Option, Queue, Random, Schedule, Schema, Stream, SubscriptionRef } from "effect"
 import * as Admission from "./Admission.js"
 import * as ConsumerStream from "./ConsumerStream.js"
 import * as Fact from "./Fact.js"
@@ -21,6 +21,9 @@ import { HttpSender } from "./HttpSender.js"
 import { IdempotencyStore } from "./IdempotencyStore.js"
 import { KeyVersions } from "./KeyVersions.js"
 import { TransactionIds } from "./TransactionIds.js"
+import { HistoryStore } from "./HistoryStore.js"
+import { LossLedger } from "./LossLedger.js"
+import type { Loss } from "./LossLedger.js"
 import { Nats } from "./Nats.js"
 import * as RateLimiter from "./RateLimiter.js"
 import { Recorder } from "./Recorder.js"
@@ -212,6 +215,13 @@ const modeOf = (state: States.HealthState): Mode =>
         ? "wait"
         : "disabled"
 
+/** How often a pulling actor looks for events that expired from the stream (and when it starts pulling). */
+const EXPIRY_CHECK_EVERY = "1 minute"
+/** How long a delivering actor gathers losses before it reports them in one `sluice.sync_error`. */
+const REPORT_AFTER = "1 second"
+
+const decodeLostEvents = Schema.decodeUnknownEither(Destination.LostEvents)
+
 /** How often a `down` destination checks whether it has been down for too long. */
 const tickEvery = (policy: Destination.HealthPolicy) => Math.max(100, Math.min(60_000, policy.disableAfterMs / 10))
 
@@ -232,6 +242,9 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
       const keyVersions = yield* KeyVersions
       const idempotency = yield* IdempotencyStore
       const transactionIds = yield* TransactionIds
+      const ledger = yield* LossLedger
+      const store = yield* HistoryStore
+      const { js, jsm } = yield* Nats
       const health = yield* SubscriptionRef.make(yield* healthStore.get(initial))
       yield* healthStore.watch(initial.id, (status) => SubscriptionRef.set(health, status))
       const limiter = yield* RateLimiter.make(initial.rateLimit)
@@ -272,22 +285,28 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
       )
       const arrive = (msg: JsMsg) => {
         if (!held.has(msg)) held.set(msg, null)
+        if (msg.info.stream === Subjects.EVENTS_STREAM) receivedSeqs.add(msg.seq)
       }
       /**
-       * Pulls events and operator replays until the scope closes; every message received is
-       * held at once. Fails when either consumer goes away. The modes that pull share one
-       * pulling, so a mode change drops nothing on its way; closing waits for the open pull
-       * requests to end, both at once.
+       * Pulls events and operator replays until the actor stops; every message received is
+       * held at once. Fails when either consumer goes away. One pulling serves every mode, so
+       * a mode change drops nothing on its way; a pause only stops asking for more, and
+       * closing waits for the open pull requests to end, both at once.
        */
-      const pulling = Effect.parallelFinalizers(
-        Effect.all([
-          ConsumerStream.open(consumer, { maxMessages: Math.min(initial.maxQueued, 512), onArrival: arrive }),
-          ConsumerStream.open(replays, { maxMessages: 64, onArrival: arrive })
-        ])
-      ).pipe(
+      const pulling = Effect.gen(function* () {
+        const paused = (yield* currentMode) === "wait"
+        return yield* Effect.parallelFinalizers(
+          Effect.all([
+            ConsumerStream.open(consumer, { maxMessages: Math.min(initial.maxQueued, 512), onArrival: arrive, paused }),
+            ConsumerStream.open(replays, { maxMessages: 64, onArrival: arrive, paused })
+          ])
+        )
+      }).pipe(
         Effect.map(([events, replayed]) => ({
           arrivals: Stream.merge(events.messages, replayed.messages),
-          ended: Effect.raceFirst(events.ended, replayed.ended)
+          ended: Effect.raceFirst(events.ended, replayed.ended),
+          pause: Effect.zipRight(events.pause, replayed.pause),
+          resume: Effect.zipRight(events.resume, replayed.resume)
         }))
       )
       type Arrivals = Stream.Stream<JsMsg>
@@ -412,6 +431,102 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
           )
         })
 
+      /** One event lost to the destination, as the ledger counts it. */
+      const lossOf = (msg: JsMsg, kind: Loss["kind"]): Loss => {
+        const at = new Date(Math.floor(msg.info.timestampNanos / 1e6)).toISOString()
+        return { kind, count: 1, since: at, until: at }
+      }
+      /** Signals the delivering mode that there are losses to report. */
+      const lossNoted = yield* Queue.sliding<void>(1)
+      const note = (loss: Loss, signal = true) =>
+        ledger.add(initial.id, loss).pipe(
+          Effect.zipRight(signal ? Queue.offer(lossNoted, undefined) : Effect.void),
+          Effect.catchAll((error) => Effect.logWarning("lost event not counted", error))
+        )
+      /**
+       * Counts a lost event before it is settled, so the count survives a crash. A lost
+       * `sluice.sync_error` puts back what it reported, to be reported with the next loss or
+       * when delivery next resumes — not at once, or a receiver refusing everything would get
+       * a report every second.
+       */
+      const lost = (item: Item, kind: Loss["kind"]) => {
+        if (item.envelope.type !== Destination.SYNC_ERROR_TYPE) return note(lossOf(item.msg, kind))
+        return Either.match(decodeLostEvents(item.envelope.data), {
+          onLeft: () => Effect.void,
+          onRight: (reported) =>
+            Effect.forEach(
+              (["dead", "disabled", "expired"] as const).filter((k) => reported[k] > 0),
+              (k) => note({ kind: k, count: reported[k], since: reported.since, until: reported.until }, false),
+              { discard: true }
+            )
+        })
+      }
+
+      /**
+       * Tells the destination what it lost since it was last told: a `sluice.sync_error` event
+       * on its replay subject, delivered like any other, and an entry in the audit log.
+       */
+      const reportLosses = Effect.gen(function* () {
+        const losses = yield* ledger.take(initial.id)
+        if (losses === undefined) return
+        const envelope: Envelope.Envelope = {
+          id: Envelope.makeEventId(),
+          type: Destination.SYNC_ERROR_TYPE,
+          occurredAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
+          data: { destinationId: initial.id, ...losses }
+        }
+        yield* Effect.tryPromise(() =>
+          js.publish(Subjects.replaySubject(initial.id), Envelope.encodeEnvelope(envelope), {
+            msgID: envelope.id,
+            expect: { streamName: Subjects.REPLAYS_STREAM }
+          })
+        ).pipe(
+          // Not sent: the losses go back to be reported next time.
+          Effect.tapError(() =>
+            Effect.forEach(
+              (["dead", "disabled", "expired"] as const).filter((k) => losses[k] > 0),
+              (k) => ledger.add(initial.id, { kind: k, count: losses[k], since: losses.since, until: losses.until }),
+              { discard: true }
+            )
+          )
+        )
+        yield* recorder.record(
+          new Fact.OperatorActed({
+            id: Envelope.makeEventId(),
+            at: envelope.occurredAt,
+            actor: "sluice",
+            action: "destination.sync_error_sent",
+            destinationId: initial.id,
+            details: { eventId: envelope.id, ...losses }
+          })
+        )
+      }).pipe(Effect.catchAll((error) => Effect.logWarning("lost events not reported yet", error)))
+
+      /**
+       * Events that left the stream before this destination took them (retention while it was
+       * paused, down or behind): those the history has in the stream range now gone, of types
+       * it subscribes to, minus those it did receive. Checked from the consumer's ack floor on.
+       */
+      let checkedUpTo = (yield* Effect.tryPromise(() => consumer.info(true)).pipe(Effect.orDie)).ack_floor.stream_seq
+      const receivedSeqs = new Set<number>()
+      const countExpired = Effect.gen(function* () {
+        const first = (yield* Effect.tryPromise(() => jsm.streams.info(Subjects.EVENTS_STREAM))).state.first_seq
+        if (first - 1 <= checkedUpTo) return
+        const d = yield* SubscriptionRef.get(settings)
+        const counts = (yield* store.countTypesBetween(checkedUpTo, first, d.createdAt)).filter((c) =>
+          Subjects.matchesAny(d.subscriptions, c.type)
+        )
+        const received = Array.from(receivedSeqs).filter((seq) => seq > checkedUpTo && seq < first).length
+        const expired = counts.reduce((n, c) => n + c.count, 0) - received
+        checkedUpTo = first - 1
+        for (const seq of receivedSeqs) if (seq < first) receivedSeqs.delete(seq)
+        if (expired <= 0) return
+        const since = counts.map((c) => c.firstAt).sort()[0]!
+        const until = counts.map((c) => c.lastAt).sort().at(-1)!
+        yield* Effect.logWarning(`${expired} events expired from the stream before delivery`)
+        yield* note({ kind: "expired", count: expired, since, until })
+      }).pipe(Effect.catchAll((error) => Effect.logWarning("expired events not checked", error)))
+
       /**
        * One request for one event, or for a batched destination's transaction of several: waits
        * for a permit and a rate slot (interruptible), then sends, judges, records and settles
@@ -463,9 +578,11 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
                         yield* settle(item.msg, "ack")
                         break
                       case "Disabled":
+                        yield* lost(item, "disabled")
                         yield* settle(item.msg, "ack")
                         break
                       case "Dead":
+                        yield* lost(item, "dead")
                         yield* settle(item.msg, "term")
                         break
                       case "Retry":
@@ -578,12 +695,13 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
           if (Either.isLeft(decoded)) {
             const eventId = msg.headers?.get(Subjects.Headers.eventId) || `seq-${msg.seq}`
             yield* recordState(eventId, "dead", `undecodable event: ${decoded.left.message}`)
+            yield* note(lossOf(msg, "dead"))
             yield* settle(msg, "term")
             return Option.none()
           }
           const envelope = decoded.right
           const d = yield* SubscriptionRef.get(settings)
-          if (!Subjects.matchesAny(d.subscriptions, envelope.type)) {
+          if (!Subjects.matchesAny(d.subscriptions, envelope.type) && envelope.type !== Destination.SYNC_ERROR_TYPE) {
             yield* settle(msg, "ack")
             return Option.none()
           }
@@ -783,6 +901,12 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
             }).pipe(Effect.forever)
           const dispatchAll = (items: ReadonlyArray<Item>) => Effect.sync(() => items.forEach(dispatch))
           yield* Effect.flatMap(carried, dispatchAll)
+          // Deliverable again, or still: whatever was lost meanwhile is reported, and later
+          // losses a moment after they happen, together with any that follow at once.
+          yield* reportLosses.pipe(
+            Effect.zipRight(Queue.take(lossNoted).pipe(Effect.zipRight(Effect.sleep(REPORT_AFTER)), Effect.zipRight(reportLosses), Effect.forever)),
+            Effect.forkScoped
+          )
           const work = initial.batch === null ? worker : batchWorker(initial.batch)
           for (let i = 0; i < initial.maxConcurrency; i++) yield* FiberSet.run(fibers, work)
           // A defect fails the session, and the supervisor restarts the actor.
@@ -798,6 +922,7 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
             Effect.gen(function* () {
               const status = yield* SubscriptionRef.get(health)
               yield* recordState(item.envelope.id, "disabled", `destination disabled: ${status.reason}`)
+              yield* lost(item, "disabled")
               yield* settle(item.msg, "ack")
             }).pipe(Effect.uninterruptible),
           { discard: true }
@@ -853,32 +978,24 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
       const until = (leaving: (mode: Mode) => boolean) =>
         health.changes.pipe(Stream.filter((status) => leaving(modeOf(status.state))), Stream.runHead, Effect.asVoid)
 
-      /** The pulling modes, one after another, until the destination is paused. */
-      const pullingModes = Effect.scoped(
-        Effect.gen(function* () {
-          const { arrivals, ended } = yield* pulling
-          const modes = Effect.gen(function* () {
-            for (;;) {
-              const mode = yield* currentMode
-              if (mode === "wait") return
-              yield* Effect.logDebug(`actor mode: ${mode}`)
-              const work =
-                mode === "deliver"
-                  ? deliverSession(arrivals)
-                  : mode === "probe"
-                    ? recoverer(arrivals)
-                    : disabledSession(arrivals)
-              yield* firstOf(work, until((next) => next !== mode))
-            }
-          })
-          yield* firstOf(modes, ended)
-        })
-      )
+      const { arrivals, ended, pause, resume } = yield* pulling
+      yield* countExpired.pipe(Effect.repeat(Schedule.spaced(EXPIRY_CHECK_EVERY)), Effect.forkScoped)
+      const modes = Effect.gen(function* () {
+        const mode = yield* currentMode
+        yield* Effect.logDebug(`actor mode: ${mode}`)
+        if (mode === "wait") {
+          // Paused: nothing more is pulled, so new events wait in JetStream; what was held stays held.
+          yield* pause
+          yield* until((next) => next !== "wait")
+          yield* resume
+          // What expired while nothing was pulled is counted before delivery starts again.
+          return yield* countExpired
+        }
+        const work = mode === "deliver" ? deliverSession(arrivals) : mode === "probe" ? recoverer(arrivals) : disabledSession(arrivals)
+        yield* firstOf(work, until((next) => next !== mode))
+      }).pipe(Effect.forever)
 
       yield* Effect.logInfo("destination actor started")
-      // Paused: nothing is pulled, so new events wait in JetStream; what was held stays held.
-      return yield* Effect.forever(
-        Effect.flatMap(currentMode, (mode) => (mode === "wait" ? until((next) => next !== "wait") : pullingModes))
-      )
+      return yield* firstOf(modes, ended)
     })
   ).pipe(Effect.annotateLogs({ module: "DestinationActor" }))

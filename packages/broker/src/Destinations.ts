@@ -10,6 +10,7 @@ import * as Fact from "./Fact.js"
 import * as HealthMachine from "./HealthMachine.js"
 import type { HealthUnavailable } from "./HealthStore.js"
 import { KeyVersions } from "./KeyVersions.js"
+import { LossLedger } from "./LossLedger.js"
 import { HealthStore } from "./HealthStore.js"
 import type { HistoryUnavailable } from "./HistoryStore.js"
 import { HistoryStore } from "./HistoryStore.js"
@@ -99,11 +100,13 @@ const make = Effect.gen(function* () {
 
   const healthStore = yield* HealthStore
   const keyVersions = yield* KeyVersions
+  const ledger = yield* LossLedger
   const view = (d: D.Destination) =>
-    healthStore.get(d).pipe(
-      Effect.mapError(unavailable),
-      Effect.map((status) => Destination.toView(d, HealthMachine.toHealth(status)))
-    )
+    Effect.all([
+      healthStore.get(d).pipe(Effect.mapError(unavailable)),
+      // The alert is extra: a ledger that cannot be read does not hide the destination.
+      ledger.peek(d.id).pipe(Effect.orElseSucceed(() => undefined))
+    ]).pipe(Effect.map(([status, lost]) => Destination.toView(d, HealthMachine.toHealth(status), lost)))
   const nowIso = Clock.currentTimeMillis.pipe(Effect.map((ms) => new Date(ms).toISOString()))
 
   const changed = (id: string, action: string, actor: string, details: unknown) =>
@@ -159,6 +162,7 @@ const make = Effect.gen(function* () {
         if (!existed) return yield* Effect.fail(new AdminApi.NotFound({ message: `destination ${id} does not exist` }))
         yield* changed(id, "destination.removed", actor, null)
         yield* healthStore.remove(id).pipe(Effect.catchAll((error) => Effect.logWarning(`health of ${id} not removed`, error)))
+        yield* ledger.forget(id).pipe(Effect.catchAll((error) => Effect.logWarning(`losses of ${id} not forgotten`, error)))
         yield* keyVersions
           .forget(id)
           .pipe(Effect.catchAll((error) => Effect.logWarning(`delivered versions of ${id} not forgotten`, error)))
@@ -197,7 +201,7 @@ const make = Effect.gen(function* () {
 export const layer: Layer.Layer<
   Destinations,
   never,
-  HistoryStore | Supervisor | Recorder | Nats | HealthStore | KeyVersions
+  HistoryStore | Supervisor | Recorder | Nats | HealthStore | KeyVersions | LossLedger
 > = Layer.effect(
   Destinations,
   make

@@ -50,6 +50,16 @@ export class HistoryStore extends Context.Tag("@sluice/broker/HistoryStore")<
       since: string
     ) => Effect.Effect<ReadonlyArray<History.StoredEvent>, HistoryUnavailable>
     /**
+     * The events stored with a stream sequence strictly between `afterSeq` and `beforeSeq`,
+     * received at or after `receivedSince`, counted per type: how many events of a range
+     * that left the stream a destination subscribed to.
+     */
+    readonly countTypesBetween: (
+      afterSeq: number,
+      beforeSeq: number,
+      receivedSince: string
+    ) => Effect.Effect<ReadonlyArray<TypeCount>, HistoryUnavailable>
+    /**
      * Events newest first (by `receivedAt`, then id). `destination` and `state` match an
      * event by its deliveries as `toSummary` shows them, owed-but-unattempted ones as `queued`.
      */
@@ -78,6 +88,14 @@ export class HistoryStore extends Context.Tag("@sluice/broker/HistoryStore")<
 >() {}
 
 /** What one `prune` removed, for the log. */
+/** Events of one type in a range: how many, and when the first and the last were received. */
+export interface TypeCount {
+  readonly type: string
+  readonly count: number
+  readonly firstAt: string
+  readonly lastAt: string
+}
+
 export interface Pruned {
   readonly events: number
   readonly healthTransitions: number
@@ -388,6 +406,21 @@ export const layerMemory: Layer.Layer<HistoryStore> = Layer.sync(HistoryStore, (
           })
           .sort((a, b) => a.streamSeq - b.streamSeq)
       ),
+    countTypesBetween: (afterSeq, beforeSeq, receivedSince) =>
+      Effect.sync(() => {
+        const byType = new Map<string, TypeCount>()
+        for (const e of events.values()) {
+          if (e.streamSeq <= afterSeq || e.streamSeq >= beforeSeq || Date.parse(e.receivedAt) < Date.parse(receivedSince)) continue
+          const seen = byType.get(e.type)
+          byType.set(e.type, {
+            type: e.type,
+            count: (seen?.count ?? 0) + 1,
+            firstAt: seen === undefined || e.receivedAt < seen.firstAt ? e.receivedAt : seen.firstAt,
+            lastAt: seen === undefined || e.receivedAt > seen.lastAt ? e.receivedAt : seen.lastAt
+          })
+        }
+        return Array.from(byType.values())
+      }),
     listEvents: (query) =>
       decodeCursor(query.cursor).pipe(
         Effect.map((position) => {

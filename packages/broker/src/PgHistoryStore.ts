@@ -5,7 +5,7 @@
  * replayed or late fact cannot move a delivery backwards, whichever process applies it.
  */
 import { Destination, type History, States } from "@sluice/protocol"
-import { and, asc, desc, eq, exists, gte, inArray, isNull, lt, lte, ne, notExists, or, sql, type SQL } from "drizzle-orm"
+import { and, asc, desc, eq, exists, gt, gte, inArray, isNull, lt, lte, ne, notExists, or, sql, type SQL } from "drizzle-orm"
 import type { PgColumn } from "drizzle-orm/pg-core"
 import { Array, Effect, Layer, Option } from "effect"
 import { Database, type HistoryDatabase } from "./Database.js"
@@ -699,6 +699,27 @@ const make = Effect.gen(function* () {
           )
           .orderBy(asc(events.streamSeq))
         return rows.map((row) => fromEventRow(row.event))
+      }),
+    countTypesBetween: (afterSeq, beforeSeq, receivedSince) =>
+      query(`counting events between stream sequences ${afterSeq} and ${beforeSeq}`, async (db) => {
+        const rows = await db
+          .select({
+            type: events.type,
+            count: sql<number>`count(*)::int`,
+            firstAt: sql<Date>`min(${events.receivedAt})`,
+            lastAt: sql<Date>`max(${events.receivedAt})`
+          })
+          .from(events)
+          .where(
+            and(gt(events.streamSeq, afterSeq), lt(events.streamSeq, beforeSeq), gte(events.receivedAt, toDate(receivedSince)))
+          )
+          .groupBy(events.type)
+        return rows.map((row) => ({
+          type: row.type,
+          count: Number(row.count),
+          firstAt: new Date(row.firstAt).toISOString(),
+          lastAt: new Date(row.lastAt).toISOString()
+        }))
       }),
     listEvents: (q) =>
       decodeCursor(q.cursor).pipe(Effect.flatMap((position) => query("listing events", (db) => listEvents(db, q, position)))),

@@ -13,6 +13,7 @@ import { HistoryStore } from "./HistoryStore.js"
 import type { IdempotencyStore } from "./IdempotencyStore.js"
 import type { KeyVersions } from "./KeyVersions.js"
 import type { TransactionIds } from "./TransactionIds.js"
+import type { LossLedger } from "./LossLedger.js"
 import type { HttpSender } from "./HttpSender.js"
 import { Nats } from "./Nats.js"
 import { Recorder } from "./Recorder.js"
@@ -28,7 +29,16 @@ export class Supervisor extends Context.Tag("@sluice/broker/Supervisor")<
 >() {}
 
 /** What every destination actor runs on. */
-type ActorServices = Nats | Recorder | HttpSender | HealthStore | KeyVersions | IdempotencyStore | TransactionIds
+type ActorServices =
+  | Nats
+  | Recorder
+  | HttpSender
+  | HealthStore
+  | KeyVersions
+  | IdempotencyStore
+  | TransactionIds
+  | LossLedger
+  | HistoryStore
 
 /** Crash back-off: quick first restarts, at most every 30 s, reset after a minute of calm. */
 const restartSchedule = Schedule.exponential("500 millis").pipe(

@@ -140,11 +140,31 @@ export const Health = Schema.Struct({
 }).annotations({ identifier: "Health" })
 export type Health = typeof Health.Type
 
+/** The event type that tells a destination it lost events and should reconcile. */
+export const SYNC_ERROR_TYPE = "sluice.sync_error"
+
+/**
+ * Events a destination will never get, since it was last told: dead-lettered, recorded as
+ * `disabled`, or expired from the stream before it could take them. The data of its next
+ * `sluice.sync_error` event, and the alert the admin API shows until that is sent.
+ */
+export const LostEvents = Schema.Struct({
+  /** When the first and the last of them were published. */
+  since: Timestamp,
+  until: Timestamp,
+  dead: Schema.NonNegativeInt,
+  disabled: Schema.NonNegativeInt,
+  expired: Schema.NonNegativeInt
+}).annotations({ identifier: "LostEvents" })
+export type LostEvents = typeof LostEvents.Type
+
 /** A destination as the admin API shows it: the secret is never returned in full. */
 export const DestinationView = Schema.Struct({
   ...Destination.omit("secret").fields,
   secretHint: Schema.String,
-  health: Health
+  health: Health,
+  /** Losses its next `sluice.sync_error` event will report; absent when there are none. */
+  lostEvents: Schema.optional(LostEvents)
 }).annotations({ identifier: "DestinationView" })
 export type DestinationView = typeof DestinationView.Type
 
@@ -222,7 +242,7 @@ export const updateDestination = (destination: Destination, patch: UpdateDestina
 /** Enough of a secret to tell two apart, never enough to use. */
 export const secretHint = (secret: string): string => `${secret.slice(0, 10)}…`
 
-export const toView = (destination: Destination, health: Health): DestinationView => {
+export const toView = (destination: Destination, health: Health, lostEvents?: LostEvents): DestinationView => {
   const { secret, ...rest } = destination
-  return { ...rest, secretHint: secretHint(secret), health }
+  return { ...rest, secretHint: secretHint(secret), health, ...(lostEvents === undefined ? {} : { lostEvents }) }
 }
