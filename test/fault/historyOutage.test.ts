@@ -53,7 +53,8 @@ layer(NatsFixture.layer, { timeout: 90_000, excludeTestServices: true })("histor
         }),
         {
           description: () => `all 200 delivered while the history database is unreachable (${receiver.received().length} requests)`,
-          timeoutMs: 30_000
+          // About 300 requests in 20 ordered lanes with retries: slow on a loaded 2-core machine.
+          timeoutMs: 60_000
         }
       )
 
