@@ -65,5 +65,11 @@ export const kindOf = (fact: Fact): string => {
   }
 }
 
-export const encode = Schema.encodeSync(Schema.parseJson(Fact))
+/**
+ * A fact as the JSON stored in SLUICE_FACTS. Every field's encoded form is its value
+ * (strings, numbers, null, literals, JSON details), so a fact's own properties, `_tag`
+ * included, are its encoding: `JSON.stringify` writes what the schema encoder would, for
+ * a tenth of its cost on the recorder's path (Fact.test.ts holds the two equal).
+ */
+export const encode = (fact: Fact): string => JSON.stringify(fact)
 export const decode = Schema.decodeUnknownEither(Schema.parseJson(Fact))

@@ -114,17 +114,14 @@ const headersFor = (req: SendRequest): Record<string, string> => {
 
 const elapsedSince = (start: number): number => Math.round(performance.now() - start)
 
-/** Resolves, never rejects: every failure becomes a `SendResult`. */
-const sendWith = async (agent: Agent, req: SendRequest, interrupted: AbortSignal): Promise<SendResult> => {
+/** Resolves, never rejects: every failure becomes a `SendResult`. `controller` aborts the request (an interruption). */
+const sendWith = async (agent: Agent, req: SendRequest, controller: AbortController): Promise<SendResult> => {
   const start = performance.now()
-  const controller = new AbortController()
   let timedOut = false
   const timer = setTimeout(() => {
     timedOut = true
     controller.abort(new Error(`timeout after ${req.timeoutMs} ms`))
   }, req.timeoutMs)
-  const onInterrupt = () => controller.abort(new Error("interrupted"))
-  interrupted.addEventListener("abort", onInterrupt, { once: true })
   let status: number | null = null
   let retryAfter: string | null = null
   try {
@@ -151,7 +148,6 @@ const sendWith = async (agent: Agent, req: SendRequest, interrupted: AbortSignal
     }
   } finally {
     clearTimeout(timer)
-    interrupted.removeEventListener("abort", onInterrupt)
   }
 }
 
@@ -163,7 +159,17 @@ const make = Effect.gen(function* () {
     (agent) => Effect.promise(() => agent.close())
   )
   return HttpSender.of({
-    send: (req) => Effect.promise((interrupted) => sendWith(agent, req, interrupted))
+    // One abort controller per request, the sender's own: `Effect.promise` with a signal would
+    // add a second, and a listener joining the two, to every request.
+    send: (req) =>
+      Effect.async<SendResult>((resume) => {
+        const controller = new AbortController()
+        sendWith(agent, req, controller).then(
+          (result) => resume(Effect.succeed(result)),
+          (defect: unknown) => resume(Effect.die(defect))
+        )
+        return Effect.sync(() => controller.abort(new Error("interrupted")))
+      })
   })
 })
 

@@ -151,22 +151,23 @@ export const make = (limit: RateLimit | null): Effect.Effect<RateLimiter> =>
 
     /** Either the slot taken, or how long to sleep towards it unless the settings change first. */
     type Wait = { readonly at: number } | { readonly ms: number; readonly changed: Deferred.Deferred<void> }
+    const slotAt = (now: number) =>
+      Ref.modify(settings, (current): readonly [Wait, Settings] => {
+        const factor = current.factor * throttleFactor(current.throttle, now)
+        const slot = reserve(current.state, now, current.limit, factor)
+        return slot.at <= now
+          ? [{ at: slot.at }, { ...current, state: slot.state }]
+          : [{ ms: slot.at - now, changed: current.changed }, current]
+      })
     const awaitSlot: Effect.Effect<number> = Effect.gen(function* () {
       for (;;) {
-        const now = yield* Clock.currentTimeMillis
-        const wait = yield* Ref.modify(settings, (current): readonly [Wait, Settings] => {
-          const factor = current.factor * throttleFactor(current.throttle, now)
-          const slot = reserve(current.state, now, current.limit, factor)
-          return slot.at <= now
-            ? [{ at: slot.at }, { ...current, state: slot.state }]
-            : [{ ms: slot.at - now, changed: current.changed }, current]
-        })
+        const wait = yield* slotAt(yield* Clock.currentTimeMillis)
         if ("at" in wait) return wait.at
         yield* Effect.race(Effect.sleep(wait.ms), Deferred.await(wait.changed))
       }
     })
 
-    const take = Effect.uninterruptibleMask((restore) =>
+    const inLine = Effect.uninterruptibleMask((restore) =>
       Effect.gen(function* () {
         const turn = yield* Deferred.make<void>()
         const previous = yield* Ref.getAndSet(lastTurn, turn)
@@ -180,6 +181,16 @@ export const make = (limit: RateLimit | null): Effect.Effect<RateLimiter> =>
         )
       })
     )
+
+    // Nobody in line and a slot free now (an unlimited or idle destination): the slot is taken
+    // at once, without the place in line that costs several times as much.
+    const take = Effect.gen(function* () {
+      if (yield* Deferred.isDone(yield* Ref.get(lastTurn))) {
+        const wait = yield* slotAt(yield* Clock.currentTimeMillis)
+        if ("at" in wait) return wait.at
+      }
+      return yield* inLine
+    })
 
     return {
       take,

@@ -20,18 +20,20 @@ export const layer: Layer.Layer<Recorder, never, Nats> = Layer.effect(
   Recorder,
   Effect.gen(function* () {
     const { js } = yield* Nats
-    const record = (fact: Fact.Fact) =>
-      Effect.tryPromise(() =>
+    const record = (fact: Fact.Fact) => {
+      const publish = Effect.tryPromise(() =>
         js.publish(Subjects.factSubject(Fact.kindOf(fact)), Fact.encode(fact), {
           msgID: fact.id,
           expect: { streamName: Subjects.FACTS_STREAM }
         })
-      ).pipe(
-        Effect.tapError((error) => Effect.logWarning("history fact not yet stored in JetStream; retrying", error)),
-        Effect.retry(untilDurable),
-        Effect.orDie,
+      ).pipe(Effect.tapError((error) => Effect.logWarning("history fact not yet stored in JetStream; retrying", error)))
+      // Only a failed publish sets up the retry schedule: on every attempt's path, that was
+      // several times the cost of the publish's own effect.
+      return publish.pipe(
+        Effect.catchAll(() => Effect.retry(publish, untilDurable).pipe(Effect.orDie)),
         Effect.asVoid
       )
+    }
     return { record }
   })
 )
