@@ -40,10 +40,12 @@ export const open = (
     readonly abandon?: boolean
     /** Start paused: nothing is asked for until `resume`. */
     readonly paused?: boolean
+    /** Where the messages go (e.g. one queue for several consumers); a queue of its own by default. */
+    readonly into?: Queue.Queue<JsMsg>
   }
 ): Effect.Effect<Consuming, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const queue = yield* Queue.unbounded<JsMsg>()
+    const queue = options.into ?? (yield* Queue.unbounded<JsMsg>())
     const pulling = yield* Effect.makeLatch(options.paused !== true)
     let stopping = false
     let current: { stop: () => void } | undefined
@@ -53,10 +55,17 @@ export const open = (
         let received = 0
         const batch = await consumer.fetch({ max_messages: options.maxMessages, expires: PULL_EXPIRES_MS })
         current = batch
-        for await (const msg of batch) {
-          received += 1
-          options.onArrival?.(msg)
-          Queue.unsafeOffer(queue, msg)
+        try {
+          for await (const msg of batch) {
+            received += 1
+            options.onArrival?.(msg)
+            Queue.unsafeOffer(queue, msg)
+          }
+        } catch (error) {
+          // The client gives a fetch up after two missed idle heartbeats — half the pull's
+          // expiry each — which on a busy event loop races the server's own end of the pull.
+          // The pull is over either way; pulling goes on (a deleted consumer still fails).
+          if (!String(error).includes("heartbeats missed")) throw error
         }
         // A pull the server turned down at once (rather than one that waited): do not spin on it.
         if (received === 0 && Date.now() - started < PULL_EXPIRES_MS / 10) {

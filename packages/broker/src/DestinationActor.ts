@@ -295,21 +295,24 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
        */
       const pulling = Effect.gen(function* () {
         const paused = (yield* currentMode) === "wait"
-        return yield* Effect.parallelFinalizers(
+        // Events and replays arrive on one queue: the modes take from it in chunks.
+        const into = yield* Queue.unbounded<JsMsg>()
+        const opened = yield* Effect.parallelFinalizers(
           Effect.all([
-            ConsumerStream.open(consumer, { maxMessages: Math.min(initial.maxQueued, 512), onArrival: arrive, paused }),
-            ConsumerStream.open(replays, { maxMessages: 64, onArrival: arrive, paused })
+            ConsumerStream.open(consumer, { maxMessages: Math.min(initial.maxQueued, 512), onArrival: arrive, paused, into }),
+            ConsumerStream.open(replays, { maxMessages: 64, onArrival: arrive, paused, into })
           ])
         )
+        return [into, ...opened] as const
       }).pipe(
-        Effect.map(([events, replayed]) => ({
-          arrivals: Stream.merge(events.messages, replayed.messages),
+        Effect.map(([into, events, replayed]) => ({
+          arrivals: into as Arrivals,
           ended: Effect.raceFirst(events.ended, replayed.ended),
           pause: Effect.zipRight(events.pause, replayed.pause),
           resume: Effect.zipRight(events.resume, replayed.resume)
         }))
       )
-      type Arrivals = Stream.Stream<JsMsg>
+      type Arrivals = Queue.Dequeue<JsMsg>
       /** One admission at a time: a message is admitted once, whoever reaches it first. */
       const admission = yield* Effect.makeSemaphore(1)
       /** Held events by key: what a newly arrived event of the key may supersede or duplicate. */
@@ -813,7 +816,7 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
        * admitted when interrupted stays held and is admitted by the next mode's `carried`.
        */
       const consume = (arrivals: Arrivals, onItems: (items: ReadonlyArray<Item>) => Effect.Effect<void>) =>
-        arrivals.pipe(Stream.runForEachChunk((chunk) => Effect.flatMap(admitAll(chunk), onItems)))
+        Queue.takeBetween(arrivals, 1, 512).pipe(Effect.flatMap(admitAll), Effect.flatMap(onItems), Effect.forever)
 
       /** Keyed events of an ordered destination wait in their key's lane; the rest are independent. */
       const inLane = (item: Item) => initial.ordering === "key" && item.envelope.key !== undefined
