@@ -6,8 +6,7 @@ import { FetchHttpClient, HttpApiClient, HttpClient, HttpClientRequest, HttpServ
 import { Auth, Broker, BrokerConfig } from "@sluice/broker"
 import { AdminApi } from "@sluice/protocol"
 import { Sluice } from "@sluice/sdk"
-import type { Scope } from "effect"
-import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { Context, Effect, Exit, Layer, Option, Redacted, Scope } from "effect"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -84,3 +83,15 @@ export const brokerOnFixture = Effect.gen(function* () {
 /** A producer connected to the test's NATS for the rest of the scope. */
 export const producer = (natsUrl: string): Effect.Effect<Sluice.Sluice["Type"], unknown, Scope.Scope> =>
   Layer.build(Sluice.layer({ servers: natsUrl })).pipe(Effect.map((ctx) => Context.get(ctx, Sluice.Sluice)))
+
+/**
+ * A broker a test stops part-way and starts again on the same NATS and database: `restart`
+ * ends the first one (its scope closes as a shutdown would) and answers a new one.
+ */
+export const restartableBroker = (options: TestBrokerOptions) =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    const broker = yield* startBroker(options).pipe(Scope.extend(scope))
+    const restart = Scope.close(scope, Exit.void).pipe(Effect.zipRight(startBroker(options)))
+    return { broker, restart }
+  })

@@ -5,8 +5,8 @@
  * hold inside and across transactions.
  */
 import { expect, layer } from "@effect/vitest"
-import { Effect, Exit, Scope } from "effect"
-import { brokerOnFixture, producer, startBroker } from "../helpers/broker.js"
+import { Effect } from "effect"
+import { brokerOnFixture, producer, restartableBroker } from "../helpers/broker.js"
 import { NatsFixture } from "../helpers/nats.js"
 import { throwawayDatabase } from "../helpers/postgres.js"
 import type { ReceivedRequest } from "../helpers/receiver.js"
@@ -121,16 +121,14 @@ layer(NatsFixture.layer, { timeout: 60_000, excludeTestServices: true })("batche
       const databaseUrl = yield* throwawayDatabase
       const sluice = yield* producer(nats.url)
       const receiver = yield* scopedReceiver()
-      const first = yield* Scope.make()
-      const broker = yield* startBroker({ natsUrl: nats.url, databaseUrl }).pipe(Scope.extend(first))
+      const { broker, restart } = yield* restartableBroker({ natsUrl: nats.url, databaseUrl })
       yield* broker.client.destinations.create({
         payload: { id: "restarted-txn", url: receiver.url, subscriptions: [">"], batch: { maxEvents: 1, maxWaitMs: 0 } }
       })
       yield* sluice.publishMany([{ type: "a.b", data: { i: 0 } }, { type: "a.b", data: { i: 1 } }])
       yield* Effect.promise(() => receiver.waitForCount(2))
-      yield* Scope.close(first, Exit.void)
 
-      yield* startBroker({ natsUrl: nats.url, databaseUrl })
+      yield* restart
       yield* sluice.publish({ type: "a.b", data: { i: 2 } })
       const requests = yield* Effect.promise(() => receiver.waitForCount(3))
       expect(requests.map((r) => transactionOf(r).txnId).toSorted((a, b) => a - b)).toEqual([1, 2, 3])

@@ -3,9 +3,9 @@
  * states `canceled`, `ignored` and `duplicate` with the references that explain them.
  */
 import { expect, layer } from "@effect/vitest"
-import { Duration, Effect, Exit, Scope } from "effect"
+import { Duration, Effect } from "effect"
 import type { AdminClient } from "../helpers/broker.js"
-import { brokerOnFixture, producer, startBroker } from "../helpers/broker.js"
+import { brokerOnFixture, producer, restartableBroker, startBroker } from "../helpers/broker.js"
 import { withJsm } from "../helpers/inspect.js"
 import { NatsFixture } from "../helpers/nats.js"
 import { throwawayDatabase } from "../helpers/postgres.js"
@@ -118,14 +118,12 @@ layer(NatsFixture.layer, { timeout: 60_000, excludeTestServices: true })("orderi
       const databaseUrl = yield* throwawayDatabase
       const sluice = yield* producer(nats.url)
       const receiver = yield* scopedReceiver()
-      const first = yield* Scope.make()
-      const broker = yield* startBroker({ natsUrl: nats.url, databaseUrl }).pipe(Scope.extend(first))
+      const { broker, restart } = yield* restartableBroker({ natsUrl: nats.url, databaseUrl })
       yield* broker.client.destinations.create({ payload: { id: "sync-restart", url: receiver.url, subscriptions: [">"] } })
       const v5 = yield* sluice.publish({ type: "doc.saved", key: "d1", version: 5, data: {} })
       yield* delivery(broker.client, v5.id, "completed")
-      yield* Scope.close(first, Exit.void)
 
-      const again = yield* startBroker({ natsUrl: nats.url, databaseUrl })
+      const again = yield* restart
       const stale = yield* sluice.publish({ type: "doc.saved", key: "d1", version: 4, data: {} })
       yield* delivery(again.client, stale.id, "ignored")
       expect(receiver.received()).toHaveLength(1)
@@ -219,17 +217,17 @@ layer(NatsFixture.layer, { timeout: 60_000, excludeTestServices: true })("orderi
       const databaseUrl = yield* throwawayDatabase
       const sluice = yield* producer(nats.url)
       const receiver = yield* scopedReceiver(() => ({ status: 200, delayMs: 5 }))
-      const first = yield* Scope.make()
-      const broker = yield* startBroker({ natsUrl: nats.url, databaseUrl }).pipe(Scope.extend(first))
+      const { broker, restart } = yield* restartableBroker({ natsUrl: nats.url, databaseUrl })
       yield* broker.client.destinations.create({ payload: { id: "ordered", url: receiver.url, subscriptions: [">"] } })
       const events = Array.from({ length: 400 }, (_, i) => ({ type: "row.changed", key: `r${i % 8}`, data: { i } }))
       yield* sluice.publishMany(events)
       yield* Effect.promise(() => receiver.waitForCount(100, 30_000))
-      yield* Scope.close(first, Exit.void)
-      yield* startBroker({ natsUrl: nats.url, databaseUrl })
+      yield* restart
       yield* Effect.promise(() =>
         waitFor(() => new Set(receiver.received().map(dataOf)).size === 400, {
-          description: () => `all 400 delivered (have ${new Set(receiver.received().map(dataOf)).size}, ${receiver.received().length} requests)`
+          description: () => `all 400 delivered (have ${new Set(receiver.received().map(dataOf)).size}, ${receiver.received().length} requests)`,
+          // The old broker waits out its open pull (up to 5 s) before the new one starts.
+          timeoutMs: 60_000
         })
       )
       for (let k = 0; k < 8; k++) {
