@@ -68,6 +68,10 @@ const statusOf = (adminUrl: string, id: string, headers: Record<string, string> 
 
 const idsIn = (answer: Answer) => (answer.json as { events: ReadonlyArray<{ id: string; duplicate: boolean }> }).events
 
+
+/** An RFC 3339 timestamp as the API writes them (UTC, milliseconds). */
+const timestamp = expect.stringMatching(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/)
+
 layer(NatsFixture.layer, { timeout: 60_000, excludeTestServices: true })("HTTP ingest", (it) => {
   it.scoped("stores and delivers one event and a batch, answering with their ids in order", () =>
     Effect.gen(function* () {
@@ -271,7 +275,7 @@ layer(NatsFixture.layer, { timeout: 60_000, excludeTestServices: true })("HTTP i
       )
       expect(queued.json).toEqual({
         id,
-        receivedAt: expect.any(String),
+        receivedAt: timestamp,
         settled: false,
         deliveries: [{ destinationId: "status-http", state: "queued", attempts: 0, updatedAt: null }]
       })
@@ -287,7 +291,7 @@ layer(NatsFixture.layer, { timeout: 60_000, excludeTestServices: true })("HTTP i
         id,
         receivedAt: (queued.json as { receivedAt: string }).receivedAt,
         settled: true,
-        deliveries: [{ destinationId: "status-http", state: "completed", attempts: 1, updatedAt: expect.any(String) }]
+        deliveries: [{ destinationId: "status-http", state: "completed", attempts: 1, updatedAt: timestamp }]
       })
       expect(receiver.received().map((r) => r.headers["webhook-id"])).toEqual([id])
 
@@ -331,9 +335,9 @@ layer(NatsFixture.layer, { timeout: 60_000, excludeTestServices: true })("HTTP i
       )
       expect(status).toEqual({
         id,
-        receivedAt: expect.any(String),
+        receivedAt: timestamp,
         settled: true,
-        deliveries: [{ destinationId: "status-sink", state: "completed", attempts: 1, updatedAt: expect.any(String) }]
+        deliveries: [{ destinationId: "status-sink", state: "completed", attempts: 1, updatedAt: timestamp }]
       })
 
       const unknown = yield* Effect.flip(Effect.tryPromise({ try: () => sluice.status("never-published"), catch: (e) => e }))
