@@ -8,19 +8,15 @@ import { Effect } from "effect"
 import { producer, startBroker } from "../helpers/broker.js"
 import { query } from "../helpers/inspect.js"
 import { NatsFixture } from "../helpers/nats.js"
-import { throwawayDatabase } from "../helpers/postgres.js"
 import { scopedReceiver } from "../helpers/receiver.js"
-import { tcpProxy } from "../helpers/tcpProxy.js"
+import { databaseBehindProxy } from "../helpers/tcpProxy.js"
 import { waitForEffect } from "../helpers/waitFor.js"
 
 layer(NatsFixture.layer, { timeout: 90_000, excludeTestServices: true })("history outage", (it) => {
   it.scoped("deliveries continue while Postgres is unreachable, and every fact arrives once it is back", () =>
     Effect.gen(function* () {
       const nats = yield* NatsFixture
-      const databaseUrl = yield* throwawayDatabase
-      const proxy = yield* tcpProxy({ host: "127.0.0.1", port: 5432 })
-      const viaProxy = databaseUrl.replace(/127\.0\.0\.1:5432|localhost:5432/, `127.0.0.1:${proxy.port}`)
-      expect(viaProxy).not.toBe(databaseUrl)
+      const { databaseUrl, viaProxy, proxy } = yield* databaseBehindProxy
       const { client } = yield* startBroker({ natsUrl: nats.url, databaseUrl: viaProxy })
       const sluice = yield* producer(nats.url)
       const receiver = yield* scopedReceiver((_request, n) => ({ status: n % 3 === 0 ? 500 : 200 }))

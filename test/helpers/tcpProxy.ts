@@ -6,6 +6,7 @@ import type { Scope } from "effect"
 import { Effect } from "effect"
 import type { Socket } from "node:net"
 import { connect, createServer } from "node:net"
+import { throwawayDatabase } from "./postgres.js"
 
 export interface TcpProxy {
   readonly port: number
@@ -57,3 +58,15 @@ export const tcpProxy = (target: { host: string; port: number }): Effect.Effect<
     ),
     (proxy) => Effect.promise(() => proxy.close())
   )
+
+/**
+ * A throwaway database reached through a proxy a test can cut: `databaseUrl` for direct
+ * queries, `viaProxy` for the broker whose history should see the outage.
+ */
+export const databaseBehindProxy = Effect.gen(function* () {
+  const databaseUrl = yield* throwawayDatabase
+  const proxy = yield* tcpProxy({ host: "127.0.0.1", port: 5432 })
+  const viaProxy = databaseUrl.replace(/127\.0\.0\.1:5432|localhost:5432/, `127.0.0.1:${proxy.port}`)
+  if (viaProxy === databaseUrl) return yield* Effect.dieMessage(`cannot route ${databaseUrl} through the proxy`)
+  return { databaseUrl, viaProxy, proxy }
+})

@@ -7,9 +7,8 @@ import { expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { brokerOnFixture, startBroker } from "../helpers/broker.js"
 import { NatsFixture } from "../helpers/nats.js"
-import { throwawayDatabase } from "../helpers/postgres.js"
 import { scopedReceiver } from "../helpers/receiver.js"
-import { tcpProxy } from "../helpers/tcpProxy.js"
+import { databaseBehindProxy } from "../helpers/tcpProxy.js"
 import { waitForEffect } from "../helpers/waitFor.js"
 
 const get = (url: string, headers: Record<string, string> = {}) =>
@@ -72,10 +71,7 @@ layer(NatsFixture.layer, { timeout: 90_000, excludeTestServices: true })("operat
   it.scoped("liveness and readiness need no token; readiness names the history when the database is unreachable", () =>
     Effect.gen(function* () {
       const nats = yield* NatsFixture
-      const databaseUrl = yield* throwawayDatabase
-      const proxy = yield* tcpProxy({ host: "127.0.0.1", port: 5432 })
-      const viaProxy = databaseUrl.replace(/127\.0\.0\.1:5432|localhost:5432/, `127.0.0.1:${proxy.port}`)
-      expect(viaProxy).not.toBe(databaseUrl)
+      const { viaProxy, proxy } = yield* databaseBehindProxy
       const { adminUrl } = yield* startBroker({ natsUrl: nats.url, databaseUrl: viaProxy })
 
       const live = yield* get(`${adminUrl}/healthz`)
