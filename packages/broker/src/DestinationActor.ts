@@ -22,8 +22,8 @@ import { IdempotencyStore } from "./IdempotencyStore.js"
 import { KeyVersions } from "./KeyVersions.js"
 import { TransactionIds } from "./TransactionIds.js"
 import { HistoryStore } from "./HistoryStore.js"
-import { LossLedger } from "./LossLedger.js"
-import type { Loss } from "./LossLedger.js"
+import type { LossKind } from "./LossLedger.js"
+import { LossLedger, lost as lostEvents } from "./LossLedger.js"
 import { Nats } from "./Nats.js"
 import * as RateLimiter from "./RateLimiter.js"
 import { Recorder } from "./Recorder.js"
@@ -285,7 +285,6 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
       )
       const arrive = (msg: JsMsg) => {
         if (!held.has(msg)) held.set(msg, null)
-        if (msg.info.stream === Subjects.EVENTS_STREAM) receivedSeqs.add(msg.seq)
       }
       /**
        * Pulls events and operator replays until the actor stops; every message received is
@@ -435,14 +434,12 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
         })
 
       /** One event lost to the destination, as the ledger counts it. */
-      const lossOf = (msg: JsMsg, kind: Loss["kind"]): Loss => {
-        const at = new Date(Math.floor(msg.info.timestampNanos / 1e6)).toISOString()
-        return { kind, count: 1, since: at, until: at }
-      }
+      const lossOf = (msg: JsMsg, kind: LossKind) =>
+        lostEvents(kind, 1, new Date(Math.floor(msg.info.timestampNanos / 1e6)).toISOString())
       /** Signals the delivering mode that there are losses to report. */
       const lossNoted = yield* Queue.sliding<void>(1)
-      const note = (loss: Loss, signal = true) =>
-        ledger.add(initial.id, loss).pipe(
+      const note = (losses: Destination.LostEvents, signal = true) =>
+        ledger.add(initial.id, losses).pipe(
           Effect.zipRight(signal ? Queue.offer(lossNoted, undefined) : Effect.void),
           Effect.catchAll((error) => Effect.logWarning("lost event not counted", error))
         )
@@ -452,16 +449,11 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
        * when delivery next resumes — not at once, or a receiver refusing everything would get
        * a report every second.
        */
-      const lost = (item: Item, kind: Loss["kind"]) => {
+      const lost = (item: Item, kind: LossKind) => {
         if (item.envelope.type !== Destination.SYNC_ERROR_TYPE) return note(lossOf(item.msg, kind))
         return Either.match(decodeLostEvents(item.envelope.data), {
           onLeft: () => Effect.void,
-          onRight: (reported) =>
-            Effect.forEach(
-              (["dead", "disabled", "expired"] as const).filter((k) => reported[k] > 0),
-              (k) => note({ kind: k, count: reported[k], since: reported.since, until: reported.until }, false),
-              { discard: true }
-            )
+          onRight: (reported) => note(reported, false)
         })
       }
 
@@ -485,13 +477,7 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
           })
         ).pipe(
           // Not sent: the losses go back to be reported next time.
-          Effect.tapError(() =>
-            Effect.forEach(
-              (["dead", "disabled", "expired"] as const).filter((k) => losses[k] > 0),
-              (k) => ledger.add(initial.id, { kind: k, count: losses[k], since: losses.since, until: losses.until }),
-              { discard: true }
-            )
-          )
+          Effect.tapError(() => ledger.add(initial.id, losses))
         )
         yield* recorder.record(
           new Fact.OperatorActed({
@@ -508,26 +494,27 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
       /**
        * Events that left the stream before this destination took them (retention while it was
        * paused, down or behind): those the history has in the stream range now gone, of types
-       * it subscribes to, minus those it did receive. Checked from the consumer's ack floor on.
+       * it subscribes to, that it has no delivery of — less those it still holds, whose
+       * delivery is not recorded yet. Checked from the consumer's ack floor on.
        */
       let checkedUpTo = (yield* Effect.tryPromise(() => consumer.info(true)).pipe(Effect.orDie)).ack_floor.stream_seq
-      const receivedSeqs = new Set<number>()
       const countExpired = Effect.gen(function* () {
         const first = (yield* Effect.tryPromise(() => jsm.streams.info(Subjects.EVENTS_STREAM))).state.first_seq
         if (first - 1 <= checkedUpTo) return
         const d = yield* SubscriptionRef.get(settings)
-        const counts = (yield* store.countTypesBetween(checkedUpTo, first, d.createdAt)).filter((c) =>
+        const counts = (yield* store.countTypesBetween(checkedUpTo, first, d.createdAt, d.id)).filter((c) =>
           Subjects.matchesAny(d.subscriptions, c.type)
         )
-        const received = Array.from(receivedSeqs).filter((seq) => seq > checkedUpTo && seq < first).length
-        const expired = counts.reduce((n, c) => n + c.count, 0) - received
+        const stillHeld = Array.from(held.keys()).filter(
+          (msg) => msg.info.stream === Subjects.EVENTS_STREAM && msg.seq > checkedUpTo && msg.seq < first
+        ).length
+        const expired = counts.reduce((n, c) => n + c.count, 0) - stillHeld
         checkedUpTo = first - 1
-        for (const seq of receivedSeqs) if (seq < first) receivedSeqs.delete(seq)
         if (expired <= 0) return
         const since = counts.map((c) => c.firstAt).sort()[0]!
         const until = counts.map((c) => c.lastAt).sort().at(-1)!
         yield* Effect.logWarning(`${expired} events expired from the stream before delivery`)
-        yield* note({ kind: "expired", count: expired, since, until })
+        yield* note(lostEvents("expired", expired, since, until))
       }).pipe(Effect.catchAll((error) => Effect.logWarning("expired events not checked", error)))
 
       /**

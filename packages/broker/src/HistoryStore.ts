@@ -51,13 +51,14 @@ export class HistoryStore extends Context.Tag("@sluice/broker/HistoryStore")<
     ) => Effect.Effect<ReadonlyArray<History.StoredEvent>, HistoryUnavailable>
     /**
      * The events stored with a stream sequence strictly between `afterSeq` and `beforeSeq`,
-     * received at or after `receivedSince`, counted per type: how many events of a range
-     * that left the stream a destination subscribed to.
+     * received at or after `receivedSince`, without a delivery to `destinationId`, counted
+     * per type: how many events of a range that left the stream a destination never took.
      */
     readonly countTypesBetween: (
       afterSeq: number,
       beforeSeq: number,
-      receivedSince: string
+      receivedSince: string,
+      destinationId: string
     ) => Effect.Effect<ReadonlyArray<TypeCount>, HistoryUnavailable>
     /**
      * Events newest first (by `receivedAt`, then id). `destination` and `state` match an
@@ -406,11 +407,12 @@ export const layerMemory: Layer.Layer<HistoryStore> = Layer.sync(HistoryStore, (
           })
           .sort((a, b) => a.streamSeq - b.streamSeq)
       ),
-    countTypesBetween: (afterSeq, beforeSeq, receivedSince) =>
+    countTypesBetween: (afterSeq, beforeSeq, receivedSince, destinationId) =>
       Effect.sync(() => {
         const byType = new Map<string, TypeCount>()
         for (const e of events.values()) {
           if (e.streamSeq <= afterSeq || e.streamSeq >= beforeSeq || Date.parse(e.receivedAt) < Date.parse(receivedSince)) continue
+          if (deliveries.has(deliveryKey(e.id, destinationId))) continue
           const seen = byType.get(e.type)
           byType.set(e.type, {
             type: e.type,

@@ -17,18 +17,20 @@ export class LossLedgerUnavailable extends Data.TaggedError("LossLedgerUnavailab
 /** Why events were lost to a destination. */
 export type LossKind = "dead" | "disabled" | "expired"
 
-/** Some lost events: how many, why, and when the oldest and newest were published. */
-export interface Loss {
-  readonly kind: LossKind
-  readonly count: number
-  readonly since: string
-  readonly until: string
-}
+/** `count` events lost for one reason, published between `since` and `until`. */
+export const lost = (kind: LossKind, count: number, since: string, until = since): Destination.LostEvents => ({
+  since,
+  until,
+  dead: kind === "dead" ? count : 0,
+  disabled: kind === "disabled" ? count : 0,
+  expired: kind === "expired" ? count : 0
+})
 
 export class LossLedger extends Context.Tag("@sluice/broker/LossLedger")<
   LossLedger,
   {
-    readonly add: (destinationId: string, loss: Loss) => Effect.Effect<void, LossLedgerUnavailable>
+    /** Adds losses to what is recorded — new ones, or a report that could not be delivered. */
+    readonly add: (destinationId: string, losses: Destination.LostEvents) => Effect.Effect<void, LossLedgerUnavailable>
     /** The losses not yet reported, if any. */
     readonly peek: (destinationId: string) => Effect.Effect<Destination.LostEvents | undefined, LossLedgerUnavailable>
     /** The losses not yet reported, cleared: the caller reports them. */
@@ -38,17 +40,20 @@ export class LossLedger extends Context.Tag("@sluice/broker/LossLedger")<
   }
 >() {}
 
-/** Adds a loss to what is already recorded (pure: the ledger's arithmetic). */
-export const combine = (current: Destination.LostEvents | undefined, loss: Loss): Destination.LostEvents => {
-  const base = current ?? { since: loss.since, until: loss.until, dead: 0, disabled: 0, expired: 0 }
-  return {
-    since: Date.parse(loss.since) < Date.parse(base.since) ? loss.since : base.since,
-    until: Date.parse(loss.until) > Date.parse(base.until) ? loss.until : base.until,
-    dead: base.dead + (loss.kind === "dead" ? loss.count : 0),
-    disabled: base.disabled + (loss.kind === "disabled" ? loss.count : 0),
-    expired: base.expired + (loss.kind === "expired" ? loss.count : 0)
-  }
-}
+/** Adds losses to what is already recorded (pure: the ledger's arithmetic). */
+export const combine = (
+  current: Destination.LostEvents | undefined,
+  more: Destination.LostEvents
+): Destination.LostEvents =>
+  current === undefined
+    ? more
+    : {
+        since: Date.parse(more.since) < Date.parse(current.since) ? more.since : current.since,
+        until: Date.parse(more.until) > Date.parse(current.until) ? more.until : current.until,
+        dead: current.dead + more.dead,
+        disabled: current.disabled + more.disabled,
+        expired: current.expired + more.expired
+      }
 
 const Entry = Schema.parseJson(Destination.LostEvents)
 const decodeEntry = Schema.decodeUnknownEither(Entry)
@@ -94,7 +99,7 @@ export const layer: Layer.Layer<LossLedger, LossLedgerUnavailable, Nats> = Layer
         Effect.catchTag("Raced", (error) => Effect.fail(unavailable(error)))
       )
     return LossLedger.of({
-      add: (destinationId, loss) => change(destinationId, (current) => [undefined, combine(current, loss)]),
+      add: (destinationId, losses) => change(destinationId, (current) => [undefined, combine(current, losses)]),
       peek: (destinationId) => read(destinationId).pipe(Effect.map(({ value }) => value)),
       take: (destinationId) => change(destinationId, (current) => [current, undefined]),
       forget: (destinationId) => Effect.tryPromise({ try: () => kv.purge(destinationId), catch: unavailable })

@@ -723,7 +723,7 @@ const make = Effect.gen(function* () {
           .orderBy(asc(events.streamSeq))
         return rows.map((row) => fromEventRow(row.event))
       }),
-    countTypesBetween: (afterSeq, beforeSeq, receivedSince) =>
+    countTypesBetween: (afterSeq, beforeSeq, receivedSince, destinationId) =>
       query(`counting events between stream sequences ${afterSeq} and ${beforeSeq}`, async (db) => {
         const rows = await db
           .select({
@@ -734,7 +734,17 @@ const make = Effect.gen(function* () {
           })
           .from(events)
           .where(
-            and(gt(events.streamSeq, afterSeq), lt(events.streamSeq, beforeSeq), gte(events.receivedAt, toDate(receivedSince)))
+            and(
+              gt(events.streamSeq, afterSeq),
+              lt(events.streamSeq, beforeSeq),
+              gte(events.receivedAt, toDate(receivedSince)),
+              notExists(
+                db
+                  .select({ one: sql`1` })
+                  .from(deliveries)
+                  .where(and(eq(deliveries.eventId, events.id), eq(deliveries.destinationId, destinationId)))
+              )
+            )
           )
           .groupBy(events.type)
         return rows.map((row) => ({

@@ -172,6 +172,31 @@ const historySuite = (it: Vitest.MethodsNonLive<HistoryStore>) => {
     })
   )
 
+  it.effect("counts per type the events of a stream range a destination has no delivery of", () =>
+    Effect.gen(function* () {
+      const store = yield* HistoryStore
+      const destination = uid("dst")
+      // A range of its own: other tests share the database and its stream sequences.
+      const firstSeq = 1_000_000 + Math.floor(Math.random() * 1_000_000_000)
+      const ids = [1, 2, 3, 4, 5, 6].map(() => uid("evt"))
+      yield* store.insertEvents([
+        storedEvent(ids[0]!, { streamSeq: firstSeq + 1, receivedAt: at(1) }), // before `since`
+        storedEvent(ids[1]!, { streamSeq: firstSeq + 2, receivedAt: at(10) }),
+        storedEvent(ids[2]!, { streamSeq: firstSeq + 3, receivedAt: at(12) }), // delivered to the destination
+        storedEvent(ids[3]!, { streamSeq: firstSeq + 4, receivedAt: at(14), type: "invoice.paid" }),
+        storedEvent(ids[4]!, { streamSeq: firstSeq + 5, receivedAt: at(16) }), // only delivered elsewhere
+        storedEvent(ids[5]!, { streamSeq: firstSeq + 6, receivedAt: at(18) }) // past the range
+      ])
+      yield* store.applyFacts([attempt(ids[2]!, destination, 1, 20, succeeded), attempt(ids[4]!, uid("other"), 1, 20, succeeded)])
+
+      const counts = yield* store.countTypesBetween(firstSeq, firstSeq + 6, at(5), destination)
+      expect(counts.toSorted((a, b) => a.type.localeCompare(b.type))).toEqual([
+        { type: "invoice.paid", count: 1, firstAt: at(14), lastAt: at(14) },
+        { type: "order.created", count: 2, firstAt: at(10), lastAt: at(16) }
+      ])
+    })
+  )
+
   it.effect("keeps the newest delivery state when facts arrive out of order", () =>
     Effect.gen(function* () {
       const store = yield* HistoryStore
