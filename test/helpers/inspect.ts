@@ -28,3 +28,18 @@ export const query = <A>(databaseUrl: string, run: (sql: postgres.Sql) => Promis
     (sql) => Effect.promise(() => run(sql)),
     (sql) => Effect.promise(() => sql.end())
   )
+
+/** Which broker process (by `SLUICE_PROCESS_NAME`) holds each destination's lease in force now; absent = none. */
+export const leaseHolders = (natsUrl: string, destinationIds: ReadonlyArray<string>) =>
+  withJsm(natsUrl, async (jsm) => {
+    const holders = new Map<string, string>()
+    for (const id of destinationIds) {
+      const msg = await jsm.streams
+        .getMessage("KV_sluice_leases", { last_by_subj: `$KV.sluice_leases.${id}` })
+        .catch(() => null)
+      if (msg === null || msg.data.length === 0) continue
+      const lease = msg.json<{ name: string; expiresAt: number }>()
+      if (lease.expiresAt > Date.now()) holders.set(id, lease.name)
+    }
+    return holders
+  })

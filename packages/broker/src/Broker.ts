@@ -15,6 +15,7 @@ import * as HistoryWriter from "./HistoryWriter.js"
 import * as HttpSender from "./HttpSender.js"
 import * as IdempotencyStore from "./IdempotencyStore.js"
 import * as KeyVersions from "./KeyVersions.js"
+import * as Leases from "./Leases.js"
 import * as LossLedger from "./LossLedger.js"
 import * as Nats from "./Nats.js"
 import * as NatsServer from "./NatsServer.js"
@@ -53,7 +54,8 @@ const core = Layer.mergeAll(Supervisor.layer, HistoryWriter.layer, HistoryPruner
       KeyVersions.layer,
       IdempotencyStore.layer,
       TransactionIds.layer,
-      LossLedger.layer
+      LossLedger.layer,
+      Leases.layer
     )),
   Layer.provideMerge(Recorder.layer),
   Layer.provideMerge(HttpSender.layer),

@@ -33,8 +33,15 @@ export interface BrokerSettings {
   readonly adminToken: Option.Option<Redacted.Redacted>
   /** Bearer token of HTTP ingest; none = generated once into `<dataDir>/producer-token`. */
   readonly producerToken: Option.Option<Redacted.Redacted>
-  /** Name this process reports (logs, history). */
+  /** Name this process reports (logs, history, destination ownership). */
   readonly processName: string
+  /**
+   * How long a destination lease lasts without renewal: after a process dies, its
+   * destinations move to the others within about this long plus one renewal round.
+   */
+  readonly leaseTtl: Duration.Duration
+  /** Whether destination URLs may point at loopback, private, link-local or metadata addresses. */
+  readonly allowPrivateDestinations: boolean
 }
 
 export class BrokerConfig extends Context.Tag("@sluice/broker/BrokerConfig")<BrokerConfig, BrokerSettings>() {}
@@ -54,7 +61,9 @@ export const defaults: BrokerSettings = {
   streamReplicas: 1,
   adminToken: Option.none(),
   producerToken: Option.none(),
-  processName: `sluice-${process.pid}`
+  processName: `sluice-${process.pid}`,
+  leaseTtl: Duration.seconds(6),
+  allowPrivateDestinations: false
 }
 
 const nonEmptyString = (name: string) =>
@@ -133,7 +142,19 @@ export const config: Config.Config<BrokerSettings> = Config.all({
     Config.validate({ message: "must be 1, 3 or 5", validation: (n) => n === 1 || n === 3 || n === 5 }),
     Config.withDefault(defaults.streamReplicas)
   ),
-  processName: nonEmptyString("SLUICE_PROCESS_NAME").pipe(Config.withDefault(defaults.processName))
+  processName: nonEmptyString("SLUICE_PROCESS_NAME").pipe(Config.withDefault(defaults.processName)),
+  leaseTtl: Config.duration("SLUICE_LEASE_TTL").pipe(
+    Config.withDescription("How long a destination lease lasts unrenewed; failover takes about this long"),
+    Config.validate({
+      message: "must be between 1 second and 5 minutes",
+      validation: (d) => Duration.between(d, { minimum: Duration.seconds(1), maximum: Duration.minutes(5) })
+    }),
+    Config.withDefault(defaults.leaseTtl)
+  ),
+  allowPrivateDestinations: Config.boolean("SLUICE_ALLOW_PRIVATE_DESTINATIONS").pipe(
+    Config.withDescription("Allow destination URLs on loopback, private, link-local and metadata addresses"),
+    Config.withDefault(defaults.allowPrivateDestinations)
+  )
 })
 
 /**

@@ -1,15 +1,18 @@
 /**
- * Keeps exactly one actor running for every destination this process owns: starts, restarts
- * (after a crash, with back-off) and stops them, following the destinations table and the
- * change announcements on `sluice.control.destinations`.
+ * Keeps exactly one actor running for every destination this process holds the lease of:
+ * takes and gives back leases with the other broker processes (`Leases`, `LeasePolicy`),
+ * starts, restarts (after a crash, with back-off) and stops actors, following the
+ * destinations table and the change announcements on `sluice.control.destinations`.
  */
 import type { Destination } from "@sluice/protocol"
 import { Envelope, Subjects } from "@sluice/protocol"
-import { Cause, Clock, Context, Effect, FiberMap, Layer, Option, Queue, Schedule, SubscriptionRef } from "effect"
+import { Cause, Clock, Context, Duration, Effect, FiberMap, Layer, Option, Queue, Schedule, SubscriptionRef } from "effect"
 import * as DestinationActor from "./DestinationActor.js"
 import * as Fact from "./Fact.js"
 import type { HealthStore } from "./HealthStore.js"
 import { HistoryStore } from "./HistoryStore.js"
+import * as LeasePolicy from "./LeasePolicy.js"
+import * as Leases from "./Leases.js"
 import type { IdempotencyStore } from "./IdempotencyStore.js"
 import type { KeyVersions } from "./KeyVersions.js"
 import type { TransactionIds } from "./TransactionIds.js"
@@ -50,43 +53,66 @@ const make = Effect.gen(function* () {
   const store = yield* HistoryStore
   const recorder = yield* Recorder
   const nats = yield* Nats
+  const leases = yield* Leases.Leases
   const actorContext = yield* Effect.context<ActorServices>()
   const actors = yield* FiberMap.make<string>()
   /** The settings each running actor follows; changes that need no new consumer are applied in place. */
   const configs = new Map<string, SubscriptionRef.SubscriptionRef<Destination.Destination>>()
+  /** Leases this process holds, as last written. */
+  const owned = new Map<string, Leases.Held>()
+  /** Leases being given back: the actor stops, the rate window passes, then the lease goes. */
+  const handing = new Set<string>()
+  /** After a takeover: when the actor may start, once what the dead holder held is back in JetStream. */
+  const startAt = new Map<string, number>()
+  /** The destinations as last listed, for the lease rounds; kept while the history database is away. */
+  let known: ReadonlyArray<Destination.Destination> = []
+  const freeSince = new Map<string, number>()
+  const renewEveryMs = Math.max(250, Math.floor(leases.ttlMs / 3))
 
-  const supervised = (destination: Destination.Destination, settings: SubscriptionRef.SubscriptionRef<Destination.Destination>) =>
-    DestinationActor.run(settings).pipe(
+  const audit = (destinationId: string, action: string, details: unknown) =>
+    Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      yield* recorder.record(
+        new Fact.OperatorActed({
+          id: Envelope.makeEventId(),
+          at: new Date(now).toISOString(),
+          actor: leases.name,
+          action,
+          destinationId,
+          details
+        })
+      )
+    })
+
+  const supervised = (destination: Destination.Destination, settings: SubscriptionRef.SubscriptionRef<Destination.Destination>) => {
+    const actor = DestinationActor.run(settings).pipe(
       Effect.sandbox,
       Effect.tapError((cause) =>
-        Effect.gen(function* () {
-          yield* Effect.logError("destination actor crashed; restarting", cause)
-          const now = yield* Clock.currentTimeMillis
-          yield* recorder.record(
-            new Fact.OperatorActed({
-              id: Envelope.makeEventId(),
-              at: new Date(now).toISOString(),
-              actor: "supervisor",
-              action: "actor.restarted",
-              destinationId: destination.id,
-              details: { cause: Cause.pretty(cause) }
-            })
-          )
-        })
+        Effect.logError("destination actor crashed; restarting", cause).pipe(
+          Effect.zipRight(audit(destination.id, "actor.restarted", { cause: Cause.pretty(cause) }))
+        )
       ),
       Effect.retry(restartSchedule),
       Effect.provide(actorContext)
     )
+    const startTime = Clock.currentTimeMillis.pipe(
+      Effect.flatMap((now) => Effect.sleep(Duration.millis(Math.max(0, (startAt.get(destination.id) ?? 0) - now))))
+    )
+    return Effect.zipRight(startTime, actor)
+  }
+
+  const stop = (destinationId: string) =>
+    Effect.suspend(() => {
+      configs.delete(destinationId)
+      return FiberMap.remove(actors, destinationId)
+    })
 
   const reconcile = (destinationId: string) =>
     Effect.gen(function* () {
+      if (!owned.has(destinationId) || handing.has(destinationId)) return yield* stop(destinationId)
       const stored = yield* store.getDestination(destinationId)
       const settings = configs.get(destinationId)
-      if (Option.isNone(stored)) {
-        configs.delete(destinationId)
-        yield* FiberMap.remove(actors, destinationId)
-        return
-      }
+      if (Option.isNone(stored)) return yield* stop(destinationId)
       const running = yield* FiberMap.has(actors, destinationId)
       if (running && settings !== undefined) {
         const current = yield* SubscriptionRef.get(settings)
@@ -94,23 +120,178 @@ const make = Effect.gen(function* () {
         if (sameConsumer(current, stored.value)) return yield* SubscriptionRef.set(settings, stored.value)
       }
       const fresh = yield* SubscriptionRef.make(stored.value)
-      configs.set(destinationId, fresh)
       // Stop the old actor completely before the new one pulls, so a key never has two in flight.
-      yield* FiberMap.remove(actors, destinationId)
+      yield* stop(destinationId)
+      configs.set(destinationId, fresh)
       yield* FiberMap.run(actors, destinationId, supervised(stored.value, fresh))
     }).pipe(
       Effect.catchAll((error) => Effect.logWarning(`cannot reconcile destination ${destinationId}`, error)),
       Effect.annotateLogs({ module: "Supervisor" })
     )
 
-  const reconcileAll = Effect.gen(function* () {
-    const destinations = yield* store.listDestinations
-    const wanted = new Set(destinations.map((d) => d.id))
-    for (const id of configs.keys()) if (!wanted.has(id)) yield* reconcile(id)
-    for (const d of destinations) yield* reconcile(d.id)
-  }).pipe(Effect.catchAll((error) => Effect.logWarning("cannot list destinations", error)))
+  const reconcileOwned = Effect.suspend(() => Effect.forEach(Array.from(owned.keys()), reconcile, { discard: true }))
 
-  yield* reconcileAll
+  /** Stops the actor and forgets the lease; the caller has learnt it is no longer ours. */
+  const lose = (destinationId: string, reason: string) =>
+    Effect.gen(function* () {
+      owned.delete(destinationId)
+      yield* stop(destinationId)
+      yield* Effect.logWarning(`destination ${destinationId}: ${reason}; its actor stopped here`)
+      yield* audit(destinationId, "destination.lease_lost", { process: leases.name, reason })
+    })
+
+  /** How long requests started here may still count in the destination's rate window. */
+  const rateWindowMs = (destinationId: string) => {
+    const limit = known.find((d) => d.id === destinationId)?.rateLimit
+    return limit ? Math.min(Math.ceil((1000 * limit.burst) / limit.perSecond), leases.ttlMs / 2) : 0
+  }
+
+  /** Gives a lease back: actor stopped (what it held back in JetStream, in order), the rate window passed, lease deleted. */
+  const handOver = (destinationId: string) =>
+    Effect.gen(function* () {
+      handing.add(destinationId)
+      yield* stop(destinationId)
+      yield* Effect.sleep(Duration.millis(rateWindowMs(destinationId)))
+      const held = owned.get(destinationId)
+      owned.delete(destinationId)
+      if (held !== undefined) yield* leases.release(destinationId, held)
+      yield* Effect.logInfo(`destination ${destinationId} handed over`)
+    }).pipe(
+      Effect.catchAll((error) => Effect.logWarning(`lease of ${destinationId} not released; it expires instead`, error)),
+      Effect.ensuring(Effect.sync(() => handing.delete(destinationId))),
+      Effect.annotateLogs({ module: "Supervisor" })
+    )
+
+  const renew = (destinationId: string) =>
+    Effect.gen(function* () {
+      const held = owned.get(destinationId)
+      if (held === undefined) return
+      const renewed = yield* leases.renew(destinationId, held).pipe(
+        Effect.catchAll((error) =>
+          Effect.gen(function* () {
+            // Without NATS the actor delivers nothing anyway; stopping before the lease runs out keeps it single.
+            if ((yield* Clock.currentTimeMillis) >= held.expiresAt - renewEveryMs) {
+              yield* lose(destinationId, `lease could not be renewed (${error.message})`)
+            }
+            return Option.some(held)
+          })
+        )
+      )
+      if (Option.isNone(renewed)) yield* lose(destinationId, "lease taken by another process")
+      else if (owned.has(destinationId)) owned.set(destinationId, renewed.value)
+    }).pipe(Effect.uninterruptible)
+
+  /**
+   * After a takeover of an ordered destination whose consumer still has messages out, the
+   * actor waits until JetStream gives back what the dead holder held (the ack wait after its
+   * lease ran out, the last moment it may have been alive): newer events of a key never
+   * overtake them.
+   */
+  const settleAfterTakeover = (destination: Destination.Destination | undefined, expired: Leases.Held) =>
+    Effect.gen(function* () {
+      if (destination === undefined || destination.ordering !== "key") return
+      const outstanding = yield* Effect.tryPromise(() =>
+        nats.jsm.consumers.info(Subjects.EVENTS_STREAM, Subjects.destinationConsumer(destination.id))
+      ).pipe(
+        Effect.map((info) => info.num_ack_pending),
+        Effect.orElseSucceed(() => 1)
+      )
+      if (outstanding > 0) startAt.set(destination.id, expired.expiresAt + DestinationActor.ACK_WAIT_MS)
+    })
+
+  const acquire = (destinationId: string) =>
+    leases.acquire(destinationId).pipe(
+      Effect.flatMap(
+        Option.match({
+          onNone: () => Effect.void,
+          onSome: ({ expired, held }) =>
+            Effect.gen(function* () {
+              owned.set(destinationId, held)
+              freeSince.delete(destinationId)
+              if (expired !== undefined) {
+                yield* settleAfterTakeover(known.find((d) => d.id === destinationId), expired)
+                yield* audit(destinationId, "destination.taken_over", {
+                  process: leases.name,
+                  from: expired.name,
+                  startsAt: new Date(startAt.get(destinationId) ?? (yield* Clock.currentTimeMillis)).toISOString()
+                })
+              }
+              yield* reconcile(destinationId)
+            })
+        })
+      )
+    )
+
+  /** One lease round: renew, give back, take, announce — see `LeasePolicy`. */
+  const round = Effect.gen(function* () {
+    const listed = yield* store.listDestinations.pipe(Effect.option)
+    if (Option.isSome(listed)) known = listed.value
+    const now = yield* Clock.currentTimeMillis
+    // A lease about to run out unrenewed is treated as gone already.
+    for (const [id, held] of owned) {
+      if (held.expiresAt - now < renewEveryMs / 2 && !handing.has(id)) yield* lose(id, "lease ran out")
+    }
+    const current = new Map(yield* leases.leases)
+    // The copy of the bucket may lag behind this process's own writes.
+    for (const [id, held] of owned) current.set(id, held)
+    const ids = known.map((d) => d.id)
+    for (const id of ids) {
+      if (LeasePolicy.inForce(current.get(id), now)) freeSince.delete(id)
+      else if (!freeSince.has(id)) freeSince.set(id, now)
+    }
+    const plan = LeasePolicy.plan({
+      self: leases.self,
+      now,
+      members: yield* leases.members,
+      destinations: ids,
+      leases: current,
+      freeSince,
+      graceMs: leases.ttlMs
+    })
+    const listedIds = new Set(ids)
+    const gone = Array.from(owned.keys()).filter((id) => !listedIds.has(id) && !handing.has(id))
+    const renewing = plan.renew.filter((id) => !handing.has(id)).concat(Array.from(handing))
+    yield* Effect.forEach(renewing, renew, { concurrency: 16, discard: true })
+    for (const id of [...plan.release, ...gone]) {
+      if (!handing.has(id)) yield* Effect.forkIn(handOver(id), scope)
+    }
+    yield* Effect.forEach(plan.acquire, acquire, { concurrency: 16, discard: true })
+    yield* leases.announce(plan.wants)
+  }).pipe(
+    Effect.catchAll((error) => Effect.logWarning("lease round failed", error)),
+    Effect.annotateLogs({ module: "Supervisor" })
+  )
+
+  const scope = yield* Effect.scope
+  // On the way out: actors stop first (what they held goes back in order; the leases are kept
+  // renewed meanwhile), then the leases are given back, after the longest rate window, so the
+  // next holders start at once instead of waiting for them to expire.
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function* () {
+      const keepRenewing = Effect.suspend(() => Effect.forEach(Array.from(owned.keys()), renew, { discard: true })).pipe(
+        Effect.repeat(Schedule.spaced(Duration.millis(renewEveryMs))),
+        Effect.delay(Duration.millis(renewEveryMs))
+      )
+      const quiet = Math.max(0, ...Array.from(owned.keys(), rateWindowMs))
+      yield* Effect.raceFirst(
+        FiberMap.clear(actors).pipe(Effect.zipRight(Effect.sleep(Duration.millis(quiet)))),
+        // Finalizers run uninterruptibly: the renewals must be stoppable when the actors are down.
+        Effect.interruptible(Effect.zipRight(keepRenewing, Effect.never))
+      )
+      yield* Effect.forEach(owned, ([id, held]) => leases.release(id, held).pipe(Effect.ignore), {
+        concurrency: 16,
+        discard: true
+      })
+      owned.clear()
+    })
+  )
+
+  yield* round
+  yield* round.pipe(
+    Effect.repeat(Schedule.spaced(Duration.millis(renewEveryMs))),
+    Effect.delay(Duration.millis(renewEveryMs)),
+    Effect.forkScoped
+  )
   // Announcements from any process (including this one) reconcile at once; the periodic pass
   // catches announcements missed while disconnected.
   const announced = yield* Queue.unbounded<string>()
@@ -125,7 +306,7 @@ const make = Effect.gen(function* () {
     (sub) => Effect.sync(() => sub.unsubscribe())
   )
   yield* Queue.take(announced).pipe(Effect.flatMap(reconcile), Effect.forever, Effect.forkScoped)
-  yield* reconcileAll.pipe(Effect.repeat(Schedule.spaced("30 seconds")), Effect.delay("30 seconds"), Effect.forkScoped)
+  yield* reconcileOwned.pipe(Effect.repeat(Schedule.spaced("30 seconds")), Effect.delay("30 seconds"), Effect.forkScoped)
 
   return {
     reconcile,
@@ -144,7 +325,7 @@ const sameConsumer = (a: Destination.Destination, b: Destination.Destination): b
   a.maxQueued === b.maxQueued &&
   JSON.stringify(a.batch) === JSON.stringify(b.batch)
 
-export const layer: Layer.Layer<Supervisor, never, HistoryStore | ActorServices> = Layer.scoped(
+export const layer: Layer.Layer<Supervisor, never, HistoryStore | Leases.Leases | ActorServices> = Layer.scoped(
   Supervisor,
   make
 )
