@@ -29,17 +29,22 @@ export const query = <A>(databaseUrl: string, run: (sql: postgres.Sql) => Promis
     (sql) => Effect.promise(() => sql.end())
   )
 
-/** Which broker process (by `SLUICE_PROCESS_NAME`) holds each destination's lease in force now; absent = none. */
+/**
+ * Which broker process (by `SLUICE_PROCESS_NAME`) holds each destination's lease in force
+ * now — held by a process whose membership has not run out; absent = none.
+ */
 export const leaseHolders = (natsUrl: string, destinationIds: ReadonlyArray<string>) =>
   withJsm(natsUrl, async (jsm) => {
+    const last = async <A>(bucket: string, key: string): Promise<A | undefined> => {
+      const msg = await jsm.streams.getMessage(`KV_${bucket}`, { last_by_subj: `$KV.${bucket}.${key}` }).catch(() => null)
+      return msg === null || msg.data.length === 0 ? undefined : msg.json<A>()
+    }
     const holders = new Map<string, string>()
     for (const id of destinationIds) {
-      const msg = await jsm.streams
-        .getMessage("KV_sluice_leases", { last_by_subj: `$KV.sluice_leases.${id}` })
-        .catch(() => null)
-      if (msg === null || msg.data.length === 0) continue
-      const lease = msg.json<{ name: string; expiresAt: number }>()
-      if (lease.expiresAt > Date.now()) holders.set(id, lease.name)
+      const lease = await last<{ owner: string; name: string }>("sluice_leases", id)
+      if (lease === undefined) continue
+      const member = await last<{ expiresAt: number }>("sluice_members", lease.owner)
+      if (member !== undefined && member.expiresAt > Date.now()) holders.set(id, lease.name)
     }
     return holders
   })

@@ -12,20 +12,21 @@
  * not: no destination stays without an actor.
  */
 
-/** One destination's lease as stored. */
+/**
+ * One destination's lease as stored: it lasts as long as its holder's membership, so a
+ * process renews one entry (its own) however many destinations it runs.
+ */
 export interface Lease {
   /** Instance id of the holding process (unique per start). */
   readonly owner: string
   /** Its process name, what operators see. */
   readonly name: string
-  /** By the holder's clock; after it anyone may take the lease. */
-  readonly expiresAt: number
 }
 
-/** One broker process as it announces itself. */
+/** One broker process as it announces itself, renewed every round. */
 export interface Member {
   readonly name: string
-  /** By the member's clock; after it the member counts as gone. */
+  /** By the member's clock; after it the member counts as gone, and its leases with it. */
   readonly expiresAt: number
   /** How many more leases it would take to reach its share. */
   readonly wants: number
@@ -34,7 +35,7 @@ export interface Member {
 export interface View {
   readonly self: string
   readonly now: number
-  /** Live members by instance id; self need not be among them. */
+  /** Announced members by instance id, live or not; self among them as it last announced. */
   readonly members: ReadonlyMap<string, Member>
   /** Destinations this process knows. */
   readonly destinations: ReadonlyArray<string>
@@ -49,17 +50,17 @@ export interface View {
 export interface Plan {
   /** Free (or expired) leases to take. */
   readonly acquire: ReadonlyArray<string>
-  /** Held leases to extend. */
-  readonly renew: ReadonlyArray<string>
+  /** Held leases to keep. */
+  readonly keep: ReadonlyArray<string>
   /** Held leases to give back (actor stopped first). */
   readonly release: ReadonlyArray<string>
   /** What to announce: leases still wanted after this plan. */
   readonly wants: number
 }
 
-/** Whether `lease` is in force at `now`. */
-export const inForce = (lease: Lease | undefined, now: number): lease is Lease =>
-  lease !== undefined && lease.expiresAt > now
+/** Whether `lease` is in force at `now`: its holder is a live member. */
+export const inForce = (lease: Lease | undefined, members: ReadonlyMap<string, Member>, now: number): lease is Lease =>
+  lease !== undefined && (members.get(lease.owner)?.expiresAt ?? 0) > now
 
 /** Rendezvous weight of a process for a destination: 32-bit FNV-1a with a final avalanche. */
 export const weight = (member: string, destinationId: string): number => {
@@ -90,7 +91,7 @@ export const plan = (view: View): Plan => {
   const free: Array<string> = []
   for (const id of view.destinations) {
     const lease = view.leases.get(id)
-    if (!inForce(lease, now)) free.push(id)
+    if (!inForce(lease, view.members, now)) free.push(id)
     else if (lease.owner === self) mine.push(id)
   }
   const others = Array.from(view.members).filter(([id, m]) => id !== self && m.expiresAt > now)
@@ -111,7 +112,7 @@ export const plan = (view: View): Plan => {
 
   return {
     acquire: Array.from(acquire),
-    renew: mine.filter((id) => !releasing.has(id)),
+    keep: mine.filter((id) => !releasing.has(id)),
     release,
     wants: Math.max(0, share - mine.length - acquire.size)
   }

@@ -1,8 +1,10 @@
 /**
  * Destination ownership across broker processes, kept in NATS: each process announces itself
- * in the `sluice_members` bucket and holds one lease per destination it runs in the
- * `sluice_leases` bucket. Every write is a compare-and-set, so two processes can never both
- * believe they took or renewed the same lease; `LeasePolicy` decides what to take and give back.
+ * in the `sluice_members` bucket, renewing its entry by compare-and-set every round, and holds
+ * one lease per destination it runs in the `sluice_leases` bucket. A lease lasts as long as
+ * its holder's membership, so renewing costs one write per process, not one per destination.
+ * Every write is a compare-and-set, so two processes can never both take the same lease;
+ * `LeasePolicy` decides what to take and give back.
  */
 import type { KV, KvEntry } from "@nats-io/kv"
 import { Context, Data, Duration, Effect, Either, Layer, Option, Schema } from "effect"
@@ -20,6 +22,12 @@ export class LeasesUnavailable extends Data.TaggedError("LeasesUnavailable")<{ r
 /** A lease as this process knows it, with the revision a compare-and-set needs. */
 export type Held = LeasePolicy.Lease & { readonly revision: number }
 
+/** A lease taken from a process that did not give it back, and when that process's membership ran out. */
+export interface TakenOver {
+  readonly from: Held
+  readonly holderExpiredAt: number
+}
+
 export class Leases extends Context.Tag("@sluice/broker/Leases")<
   Leases,
   {
@@ -32,25 +40,26 @@ export class Leases extends Context.Tag("@sluice/broker/Leases")<
     readonly leases: Effect.Effect<ReadonlyMap<string, Held>>
     /** Every announced process, live or not. */
     readonly members: Effect.Effect<ReadonlyMap<string, LeasePolicy.Member>>
-    /** Tells the others this process is alive and how many more leases it wants. */
-    readonly announce: (wants: number) => Effect.Effect<void, LeasesUnavailable>
     /**
-     * Takes a free or expired lease: the lease now held, and the one it replaced when that
-     * one had expired rather than been given back (a takeover). None when another won.
+     * Renews this process's membership — and with it every lease it holds — and tells the
+     * others how many more leases it wants. Answers until when the leases are in force.
+     */
+    readonly announce: (wants: number) => Effect.Effect<number, LeasesUnavailable>
+    /**
+     * Takes a free lease, or one whose holder is gone: the lease now held, and the lease it
+     * replaced when its holder did not give it back (a takeover). None when another won.
      */
     readonly acquire: (
       destinationId: string
-    ) => Effect.Effect<Option.Option<{ readonly held: Held; readonly expired: Held | undefined }>, LeasesUnavailable>
-    /** Extends a held lease; none when it is no longer ours. */
-    readonly renew: (destinationId: string, held: Held) => Effect.Effect<Option.Option<Held>, LeasesUnavailable>
-    /** Gives a lease back at once, so the next holder need not wait for it to expire. */
+    ) => Effect.Effect<Option.Option<{ readonly held: Held; readonly takenOver: TakenOver | undefined }>, LeasesUnavailable>
+    /** Gives a lease back at once, so the next holder need not wait for this process to be gone. */
     readonly release: (destinationId: string, held: Held) => Effect.Effect<void, LeasesUnavailable>
+    /** Leaves the members at once, so the others rebalance without waiting for the entry to run out. */
+    readonly leave: Effect.Effect<void>
   }
 >() {}
 
-const LeaseJson = Schema.parseJson(
-  Schema.Struct({ owner: Schema.String, name: Schema.String, expiresAt: Schema.Number })
-)
+const LeaseJson = Schema.parseJson(Schema.Struct({ owner: Schema.String, name: Schema.String }))
 const MemberJson = Schema.parseJson(
   Schema.Struct({ name: Schema.String, expiresAt: Schema.Number, wants: Schema.Number })
 )
@@ -98,13 +107,17 @@ export const layer: Layer.Layer<Leases, LeasesUnavailable, Nats | BrokerConfig> 
     const leases = yield* follow(leaseKv, decodeLease)
     const members = yield* follow(memberKv, decodeMember)
 
-    const lease = (expiresAt: number): LeasePolicy.Lease => ({ owner: self, name: config.processName, expiresAt })
+    const lease: LeasePolicy.Lease = { owner: self, name: config.processName }
     const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+    let memberRevision = 0
 
-    // Leaving tells the others at once instead of after a TTL; leases are given back by their holders first.
-    yield* Effect.addFinalizer(() =>
-      Effect.promise(() => memberKv.delete(self).catch(() => undefined))
-    )
+    /** When the holder of `stored` stops counting as alive; read from the bucket itself, not the copy, before a takeover. */
+    const holderExpiry = (owner: string) =>
+      tryKv(() => memberKv.get(owner)).pipe(
+        Effect.map((entry) =>
+          entry === null || entry.operation !== "PUT" ? 0 : (Either.getOrUndefined(decodeMember(entry.string()))?.expiresAt ?? 0)
+        )
+      )
 
     return Leases.of({
       self,
@@ -113,50 +126,44 @@ export const layer: Layer.Layer<Leases, LeasesUnavailable, Nats | BrokerConfig> 
       leases: Effect.sync(() => leases.current),
       members: Effect.sync(() => members.current),
       announce: (wants) =>
-        now.pipe(
-          Effect.flatMap((at) =>
-            Effect.tryPromise({
-              try: () => memberKv.put(self, encodeMember({ name: config.processName, expiresAt: at + ttlMs, wants })),
-              catch: unavailable
-            })
-          ),
-          Effect.asVoid
+        Effect.gen(function* () {
+          const expiresAt = (yield* now) + ttlMs
+          const value = encodeMember({ name: config.processName, expiresAt, wants })
+          memberRevision = yield* tryKv(() =>
+            memberRevision === 0 ? memberKv.create(self, value) : memberKv.update(self, value, memberRevision)
+          )
+          return expiresAt
+        }).pipe(
+          // Only this process writes its entry: a lost compare-and-set means it aged out of the bucket.
+          Effect.catchTag("Lost", () =>
+            Effect.fail(unavailable(`membership entry ${self} changed by someone else or aged out; announcing anew`)).pipe(
+              Effect.ensuring(Effect.sync(() => (memberRevision = 0)))
+            )
+          )
         ),
       acquire: (destinationId) =>
         Effect.gen(function* () {
           const entry = yield* tryKv(() => leaseKv.get(destinationId))
-          const at = yield* now
-          const next = lease(at + ttlMs)
           const stored =
-            entry === null || entry.operation !== "PUT"
-              ? undefined
-              : Either.getOrUndefined(decodeLease(entry.string()))
-          if (stored !== undefined && stored.expiresAt > at) return Option.none()
+            entry === null || entry.operation !== "PUT" ? undefined : Either.getOrUndefined(decodeLease(entry.string()))
+          const holderExpiredAt = stored === undefined ? 0 : yield* holderExpiry(stored.owner)
+          if (stored !== undefined && stored.owner !== self && holderExpiredAt > (yield* now)) return Option.none()
           const revision = yield* tryKv(() =>
-            entry === null ? leaseKv.create(destinationId, encodeLease(next)) : leaseKv.update(destinationId, encodeLease(next), entry.revision)
+            entry === null
+              ? leaseKv.create(destinationId, encodeLease(lease))
+              : leaseKv.update(destinationId, encodeLease(lease), entry.revision)
           )
-          const expired = stored === undefined || entry === null ? undefined : { ...stored, revision: entry.revision }
-          return Option.some({ held: { ...next, revision }, expired })
-        }).pipe(Effect.catchTag("Lost", () => Effect.succeedNone)),
-      renew: (destinationId, held) =>
-        Effect.gen(function* () {
-          const next = lease((yield* now) + ttlMs)
-          const revision = yield* tryKv(() => leaseKv.update(destinationId, encodeLease(next), held.revision))
-          return Option.some({ ...next, revision })
+          const takenOver =
+            stored === undefined || entry === null
+              ? undefined
+              : { from: { ...stored, revision: entry.revision }, holderExpiredAt }
+          return Option.some({ held: { ...lease, revision }, takenOver })
         }).pipe(Effect.catchTag("Lost", () => Effect.succeedNone)),
       release: (destinationId, held) =>
         tryKv(() => leaseKv.delete(destinationId, { previousSeq: held.revision })).pipe(
-          // A renewal this process wrote but did not see answered: the lease is still ours at a later revision.
-          Effect.catchTag("Lost", () =>
-            tryKv(async () => {
-              const entry = await leaseKv.get(destinationId)
-              if (entry === null || entry.operation !== "PUT") return
-              const stored = Either.getOrUndefined(decodeLease(entry.string()))
-              if (stored?.owner === self) await leaseKv.delete(destinationId, { previousSeq: entry.revision })
-            })
-          ),
           Effect.catchTag("Lost", () => Effect.void)
-        )
+        ),
+      leave: Effect.promise(() => memberKv.delete(self).catch(() => undefined))
     })
   })
 )

@@ -58,8 +58,10 @@ const make = Effect.gen(function* () {
   const actors = yield* FiberMap.make<string>()
   /** The settings each running actor follows; changes that need no new consumer are applied in place. */
   const configs = new Map<string, SubscriptionRef.SubscriptionRef<Destination.Destination>>()
-  /** Leases this process holds, as last written. */
+  /** Leases this process holds. */
   const owned = new Map<string, Leases.Held>()
+  /** Until when this process's membership, and so every lease it holds, is in force; how many more it asked for. */
+  let alive = { until: 0, wants: 0 }
   /** Leases being given back: the actor stops, the rate window passes, then the lease goes. */
   const handing = new Set<string>()
   /** After a takeover: when the actor may start, once what the dead holder held is back in JetStream. */
@@ -162,24 +164,25 @@ const make = Effect.gen(function* () {
       Effect.annotateLogs({ module: "Supervisor" })
     )
 
-  const renew = (destinationId: string) =>
-    Effect.gen(function* () {
-      const held = owned.get(destinationId)
-      if (held === undefined) return
-      const renewed = yield* leases.renew(destinationId, held).pipe(
-        Effect.catchAll((error) =>
-          Effect.gen(function* () {
-            // Without NATS the actor delivers nothing anyway; stopping before the lease runs out keeps it single.
-            if ((yield* Clock.currentTimeMillis) >= held.expiresAt - renewEveryMs) {
-              yield* lose(destinationId, `lease could not be renewed (${error.message})`)
-            }
-            return Option.some(held)
-          })
-        )
-      )
-      if (Option.isNone(renewed)) yield* lose(destinationId, "lease taken by another process")
-      else if (owned.has(destinationId)) owned.set(destinationId, renewed.value)
-    }).pipe(Effect.uninterruptible)
+  /**
+   * Renews this process's membership, which keeps every lease it holds. When that fails for
+   * long enough that the leases may be taken, every actor stops first: NATS being away, they
+   * deliver nothing anyway, and no destination ends up with two.
+   */
+  const renew = (wants: number) =>
+    leases.announce(wants).pipe(
+      Effect.tap((until) => Effect.sync(() => (alive = { until, wants }))),
+      Effect.catchAll((error) =>
+        Effect.gen(function* () {
+          yield* Effect.logWarning("membership not renewed", error)
+          if ((yield* Clock.currentTimeMillis) >= alive.until - renewEveryMs) yield* loseAll("membership could not be renewed")
+        })
+      ),
+      Effect.asVoid
+    )
+
+  const loseAll = (reason: string) =>
+    Effect.forEach(Array.from(owned.keys()), (id) => lose(id, reason), { discard: true })
 
   /**
    * After a takeover of an ordered destination whose consumer still has messages out, the
@@ -187,7 +190,7 @@ const make = Effect.gen(function* () {
    * lease ran out, the last moment it may have been alive): newer events of a key never
    * overtake them.
    */
-  const settleAfterTakeover = (destination: Destination.Destination | undefined, expired: Leases.Held) =>
+  const settleAfterTakeover = (destination: Destination.Destination | undefined, takenOver: Leases.TakenOver) =>
     Effect.gen(function* () {
       if (destination === undefined || destination.ordering !== "key") return
       const outstanding = yield* Effect.tryPromise(() =>
@@ -196,7 +199,7 @@ const make = Effect.gen(function* () {
         Effect.map((info) => info.num_ack_pending),
         Effect.orElseSucceed(() => 1)
       )
-      if (outstanding > 0) startAt.set(destination.id, expired.expiresAt + DestinationActor.ACK_WAIT_MS)
+      if (outstanding > 0) startAt.set(destination.id, takenOver.holderExpiredAt + DestinationActor.ACK_WAIT_MS)
     })
 
   const acquire = (destinationId: string) =>
@@ -204,15 +207,15 @@ const make = Effect.gen(function* () {
       Effect.flatMap(
         Option.match({
           onNone: () => Effect.void,
-          onSome: ({ expired, held }) =>
+          onSome: ({ held, takenOver }) =>
             Effect.gen(function* () {
               owned.set(destinationId, held)
               freeSince.delete(destinationId)
-              if (expired !== undefined) {
-                yield* settleAfterTakeover(known.find((d) => d.id === destinationId), expired)
+              if (takenOver !== undefined) {
+                yield* settleAfterTakeover(known.find((d) => d.id === destinationId), takenOver)
                 yield* audit(destinationId, "destination.taken_over", {
                   process: leases.name,
-                  from: expired.name,
+                  from: takenOver.from.name,
                   startsAt: new Date(startAt.get(destinationId) ?? (yield* Clock.currentTimeMillis)).toISOString()
                 })
               }
@@ -222,53 +225,57 @@ const make = Effect.gen(function* () {
       )
     )
 
-  /** One lease round: renew, give back, take, announce — see `LeasePolicy`. */
+  /** One lease round: renew the membership, then give back and take leases — see `LeasePolicy`. */
   const round = Effect.gen(function* () {
+    yield* renew(alive.wants)
     const listed = yield* store.listDestinations.pipe(Effect.option)
     if (Option.isSome(listed)) known = listed.value
     const now = yield* Clock.currentTimeMillis
-    // A lease about to run out unrenewed is treated as gone already.
-    for (const [id, held] of owned) {
-      if (held.expiresAt - now < renewEveryMs / 2 && !handing.has(id)) yield* lose(id, "lease ran out")
-    }
+    const members = new Map(yield* leases.members)
+    // This process's own entry as it last wrote it: the copy of the bucket may lag behind.
+    members.set(leases.self, { name: leases.name, expiresAt: alive.until, wants: alive.wants })
     const current = new Map(yield* leases.leases)
-    // The copy of the bucket may lag behind this process's own writes.
-    for (const [id, held] of owned) current.set(id, held)
+    for (const [id, held] of owned) {
+      const seen = current.get(id)
+      // Taken by another process: only possible when this one was thought gone.
+      if (seen !== undefined && seen.revision > held.revision && seen.owner !== leases.self) {
+        yield* lose(id, `lease taken by ${seen.name}`)
+      } else current.set(id, held)
+    }
     const ids = known.map((d) => d.id)
     for (const id of ids) {
-      if (LeasePolicy.inForce(current.get(id), now)) freeSince.delete(id)
+      if (LeasePolicy.inForce(current.get(id), members, now)) freeSince.delete(id)
       else if (!freeSince.has(id)) freeSince.set(id, now)
     }
     const plan = LeasePolicy.plan({
       self: leases.self,
       now,
-      members: yield* leases.members,
+      members,
       destinations: ids,
       leases: current,
       freeSince,
       graceMs: leases.ttlMs
     })
+    alive = { ...alive, wants: plan.wants }
     const listedIds = new Set(ids)
-    const gone = Array.from(owned.keys()).filter((id) => !listedIds.has(id) && !handing.has(id))
-    const renewing = plan.renew.filter((id) => !handing.has(id)).concat(Array.from(handing))
-    yield* Effect.forEach(renewing, renew, { concurrency: 16, discard: true })
+    const gone = Array.from(owned.keys()).filter((id) => !listedIds.has(id))
     for (const id of [...plan.release, ...gone]) {
       if (!handing.has(id)) yield* Effect.forkIn(handOver(id), scope)
     }
-    yield* Effect.forEach(plan.acquire, acquire, { concurrency: 16, discard: true })
-    yield* leases.announce(plan.wants)
+    // Without a membership in force this process takes nothing.
+    if (alive.until > now) yield* Effect.forEach(plan.acquire, acquire, { concurrency: 16, discard: true })
   }).pipe(
     Effect.catchAll((error) => Effect.logWarning("lease round failed", error)),
     Effect.annotateLogs({ module: "Supervisor" })
   )
 
   const scope = yield* Effect.scope
-  // On the way out: actors stop first (what they held goes back in order; the leases are kept
-  // renewed meanwhile), then the leases are given back, after the longest rate window, so the
-  // next holders start at once instead of waiting for them to expire.
+  // On the way out: actors stop first (what they held goes back in order; the membership is
+  // kept renewed meanwhile), then the leases are given back, after the longest rate window,
+  // and the membership ends, so the next holders start at once instead of waiting for it to run out.
   yield* Effect.addFinalizer(() =>
     Effect.gen(function* () {
-      const keepRenewing = Effect.suspend(() => Effect.forEach(Array.from(owned.keys()), renew, { discard: true })).pipe(
+      const keepRenewing = renew(alive.wants).pipe(
         Effect.repeat(Schedule.spaced(Duration.millis(renewEveryMs))),
         Effect.delay(Duration.millis(renewEveryMs))
       )
@@ -283,6 +290,7 @@ const make = Effect.gen(function* () {
         discard: true
       })
       owned.clear()
+      yield* leases.leave
     })
   )
 

@@ -9,7 +9,7 @@ const ids = (n: number) => Array.from({ length: n }, (_, i) => `d${String(i).pad
 const settle = (processes: ReadonlyArray<string>, destinations: ReadonlyArray<string>, start: Map<string, Lease>) => {
   const leases = new Map(start)
   const members = new Map<string, Member>(processes.map((p) => [p, { name: p, expiresAt: 1_000_000, wants: 0 }]))
-  let now = 0
+  const now = 0
   for (let round = 0; round < 20; round++) {
     let changed = false
     for (const self of processes) {
@@ -21,15 +21,13 @@ const settle = (processes: ReadonlyArray<string>, destinations: ReadonlyArray<st
       }
       for (const id of step.acquire) {
         // The compare-and-set: only a free or expired lease can be taken.
-        if (!inForce(leases.get(id), now)) {
-          leases.set(id, { owner: self, name: self, expiresAt: now + TTL })
+        if (!inForce(leases.get(id), members, now)) {
+          leases.set(id, { owner: self, name: self })
           changed = true
         }
       }
-      for (const id of step.renew) leases.set(id, { owner: self, name: self, expiresAt: now + TTL })
       members.set(self, { name: self, expiresAt: 1_000_000, wants: step.wants })
     }
-    now += 1
     if (!changed && round > 0) break
   }
   return leases
@@ -72,23 +70,26 @@ describe("LeasePolicy", () => {
     expect(moved.every((id) => after.get(id)!.owner === "c")).toBe(true)
   })
 
-  it("a holder never renews or keeps a lease that is not in force", () => {
+  it("a lease lasts as long as its holder's membership, the holder's own included", () => {
     const step = plan({
       self: "a",
       now: 10_000,
-      members: new Map(),
+      members: new Map([["a", { name: "a", expiresAt: 9_000, wants: 0 }]]),
       destinations: ["x"],
-      leases: new Map([["x", { owner: "a", name: "a", expiresAt: 9_000 }]]),
+      leases: new Map([["x", { owner: "a", name: "a" }]]),
       freeSince: new Map(),
       graceMs: TTL
     })
-    expect(step.renew).toEqual([])
+    expect(step.keep).toEqual([])
     expect(step.acquire).toEqual(["x"])
   })
 
-  it("leases of a dead process are taken by the survivors once they expire, not before", () => {
-    const members = new Map<string, Member>([["b", { name: "b", expiresAt: 100, wants: 0 }]])
-    const leases = new Map<string, Lease>(ids(4).map((id) => [id, { owner: "b", name: "b", expiresAt: 5_000 }]))
+  it("leases of a dead process are taken by the survivors once its membership runs out, not before", () => {
+    const members = new Map<string, Member>([
+      ["a", { name: "a", expiresAt: 1_000_000, wants: 0 }],
+      ["b", { name: "b", expiresAt: 5_000, wants: 0 }]
+    ])
+    const leases = new Map<string, Lease>(ids(4).map((id) => [id, { owner: "b", name: "b" }]))
     const view = { self: "a", members, destinations: ids(4), leases, freeSince: new Map(), graceMs: TTL }
     expect(plan({ ...view, now: 4_999 }).acquire).toEqual([])
     expect([...plan({ ...view, now: 5_000 }).acquire].sort()).toEqual(ids(4))
@@ -96,11 +97,14 @@ describe("LeasePolicy", () => {
 
   it("processes that know different destinations never hand a lease back and forth", () => {
     // b knows only its own destination and has what it wants; a holds more than a fair share of its view.
-    const members = new Map<string, Member>([["b", { name: "b", expiresAt: 1_000_000, wants: 0 }]])
-    const leases = new Map<string, Lease>(ids(3).map((id) => [id, { owner: "a", name: "a", expiresAt: 10_000 }]))
+    const members = new Map<string, Member>([
+      ["a", { name: "a", expiresAt: 1_000_000, wants: 0 }],
+      ["b", { name: "b", expiresAt: 1_000_000, wants: 0 }]
+    ])
+    const leases = new Map<string, Lease>(ids(3).map((id) => [id, { owner: "a", name: "a" }]))
     const step = plan({ self: "a", now: 0, members, destinations: ids(3), leases, freeSince: new Map(), graceMs: TTL })
     expect(step.release).toEqual([])
-    expect(step.renew.length).toBe(3)
+    expect(step.keep.length).toBe(3)
   })
 
   it("takes free destinations beyond its share when no other process wants more", () => {
@@ -111,19 +115,25 @@ describe("LeasePolicy", () => {
 
   it("a free destination left for a process that wants more is taken by anyone after the grace period", () => {
     // b asks for one more but never takes d001 (it does not know it): a takes it once the grace period is over.
-    const members = new Map<string, Member>([["b", { name: "b", expiresAt: 1_000_000, wants: 1 }]])
-    const mine = new Map<string, Lease>([["d000", { owner: "a", name: "a", expiresAt: 100_000 }]])
+    const members = new Map<string, Member>([
+      ["a", { name: "a", expiresAt: 1_000_000, wants: 0 }],
+      ["b", { name: "b", expiresAt: 1_000_000, wants: 1 }]
+    ])
+    const mine = new Map<string, Lease>([["d000", { owner: "a", name: "a" }]])
     const view = { self: "a", members, destinations: ["d000", "d001"], leases: mine, graceMs: TTL }
     expect(plan({ ...view, now: 5_000, freeSince: new Map([["d001", 0]]) }).acquire).toEqual([])
     expect(plan({ ...view, now: 6_000, freeSince: new Map([["d001", 0]]) }).acquire).toEqual(["d001"])
   })
 
   it("gives back no more than the others want", () => {
-    const members = new Map<string, Member>([["c", { name: "c", expiresAt: 1_000_000, wants: 2 }]])
-    const leases = new Map<string, Lease>(ids(10).map((id) => [id, { owner: "a", name: "a", expiresAt: 100_000 }]))
+    const members = new Map<string, Member>([
+      ["a", { name: "a", expiresAt: 1_000_000, wants: 0 }],
+      ["c", { name: "c", expiresAt: 1_000_000, wants: 2 }]
+    ])
+    const leases = new Map<string, Lease>(ids(10).map((id) => [id, { owner: "a", name: "a" }]))
     const step = plan({ self: "a", now: 0, members, destinations: ids(10), leases, freeSince: new Map(), graceMs: TTL })
     expect(step.release.length).toBe(2)
-    expect(step.renew.length).toBe(8)
+    expect(step.keep.length).toBe(8)
   })
 
   it("rendezvous weights spread destinations evenly over processes", () => {
