@@ -62,10 +62,10 @@ const read = (kv: KV, destination: Destination.Destination) =>
 export const layer: Layer.Layer<HealthStore, HealthUnavailable, Nats | Recorder> = Layer.effect(
   HealthStore,
   Effect.gen(function* () {
-    const { js } = yield* Nats
+    const { js, replicas } = yield* Nats
     const recorder = yield* Recorder
     const kv = yield* Effect.tryPromise({
-      try: () => KvBucket.open(js, BUCKET, { description: "Sluice destination health" }),
+      try: () => KvBucket.open(js, BUCKET, { replicas, description: "Sluice destination health" }),
       catch: unavailable
     })
 

@@ -32,12 +32,12 @@ const CACHE_SIZE = 100_000
 export const layer: Layer.Layer<IdempotencyStore, IdempotencyUnavailable, Nats | BrokerConfig> = Layer.effect(
   IdempotencyStore,
   Effect.gen(function* () {
-    const { js } = yield* Nats
+    const { js, replicas } = yield* Nats
     const config = yield* BrokerConfig
     const unavailable = (cause: unknown) => new IdempotencyUnavailable({ message: `idempotency keys: ${String(cause)}` })
     const kv: KV = yield* Effect.tryPromise({
       try: () =>
-        KvBucket.open(js, BUCKET, { description: "Sluice: first event per idempotency key", ttlMs: Duration.toMillis(config.streamMaxAge) }),
+        KvBucket.open(js, BUCKET, { replicas, description: "Sluice: first event per idempotency key", ttlMs: Duration.toMillis(config.streamMaxAge) }),
       catch: unavailable
     })
     const cache = new Map<string, string>()

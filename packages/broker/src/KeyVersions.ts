@@ -49,12 +49,12 @@ const CACHE_SIZE = 100_000
 export const layer: Layer.Layer<KeyVersions, KeyVersionsUnavailable, Nats | BrokerConfig> = Layer.effect(
   KeyVersions,
   Effect.gen(function* () {
-    const { js, jsm } = yield* Nats
+    const { js, jsm, replicas } = yield* Nats
     const config = yield* BrokerConfig
     const unavailable = (cause: unknown) => new KeyVersionsUnavailable({ message: `key versions: ${String(cause)}` })
     const kv: KV = yield* Effect.tryPromise({
       try: () =>
-        KvBucket.open(js, BUCKET, { description: "Sluice: newest delivered version per destination and key", ttlMs: Duration.toMillis(config.streamMaxAge) }),
+        KvBucket.open(js, BUCKET, { replicas, description: "Sluice: newest delivered version per destination and key", ttlMs: Duration.toMillis(config.streamMaxAge) }),
       catch: unavailable
     })
     const cache = new Map<string, Admission.Delivered | null>()

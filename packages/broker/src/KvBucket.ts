@@ -6,14 +6,19 @@ import type { JetStreamClient } from "@nats-io/jetstream"
 import type { KV, KvEntry } from "@nats-io/kv"
 import { Kvm } from "@nats-io/kv"
 
-/** Creates the bucket, or binds to it when it exists; one value is kept per key. */
+/**
+ * Creates the bucket, or binds to it when it exists; one value is kept per key, on as many
+ * servers as the event stream (`SLUICE_STREAM_REPLICAS`), so a cluster keeps health, leases
+ * and versions through the loss of a server just as it keeps the events.
+ */
 export const open = (
   js: JetStreamClient,
   name: string,
-  options: { readonly description: string; readonly ttlMs?: number }
+  options: { readonly description: string; readonly replicas: number; readonly ttlMs?: number }
 ): Promise<KV> =>
   new Kvm(js).create(name, {
     history: 1,
+    replicas: options.replicas,
     description: options.description,
     ...(options.ttlMs === undefined ? {} : { ttl: options.ttlMs })
   })

@@ -77,7 +77,7 @@ class Lost extends Data.TaggedError("Lost") {}
 export const layer: Layer.Layer<Leases, LeasesUnavailable, Nats | BrokerConfig> = Layer.scoped(
   Leases,
   Effect.gen(function* () {
-    const { js } = yield* Nats
+    const { js, replicas } = yield* Nats
     const config = yield* BrokerConfig
     const ttlMs = Duration.toMillis(config.leaseTtl)
     const self = `${keySafe(config.processName)}-${randomBytes(6).toString("hex")}`
@@ -90,8 +90,8 @@ export const layer: Layer.Layer<Leases, LeasesUnavailable, Nats | BrokerConfig> 
     const [leaseKv, memberKv] = yield* Effect.tryPromise({
       try: () =>
         Promise.all([
-          KvBucket.open(js, LEASES_BUCKET, { description: "Sluice: which broker process runs each destination", ttlMs: keep }),
-          KvBucket.open(js, MEMBERS_BUCKET, { description: "Sluice: live broker processes", ttlMs: keep })
+          KvBucket.open(js, LEASES_BUCKET, { replicas, description: "Sluice: which broker process runs each destination", ttlMs: keep }),
+          KvBucket.open(js, MEMBERS_BUCKET, { replicas, description: "Sluice: live broker processes", ttlMs: keep })
         ]),
       catch: unavailable
     })

@@ -65,10 +65,10 @@ class Raced extends Data.TaggedError("Raced") {}
 export const layer: Layer.Layer<LossLedger, LossLedgerUnavailable, Nats> = Layer.effect(
   LossLedger,
   Effect.gen(function* () {
-    const { js } = yield* Nats
+    const { js, replicas } = yield* Nats
     const unavailable = (cause: unknown) => new LossLedgerUnavailable({ message: `lost-event ledger: ${String(cause)}` })
     const kv: KV = yield* Effect.tryPromise({
-      try: () => KvBucket.open(js, BUCKET, { description: "Sluice: events lost to each destination, not yet reported" }),
+      try: () => KvBucket.open(js, BUCKET, { replicas, description: "Sluice: events lost to each destination, not yet reported" }),
       catch: unavailable
     })
     const read = (destinationId: string) =>

@@ -17,6 +17,8 @@ export class Nats extends Context.Tag("@sluice/broker/Nats")<
     readonly connection: NatsConnection
     readonly js: JetStreamClient
     readonly jsm: JetStreamManager
+    /** How many servers keep each stream and KV bucket (`SLUICE_STREAM_REPLICAS`). */
+    readonly replicas: number
   }
 >() {}
 
@@ -60,6 +62,6 @@ export const layer: Layer.Layer<Nats, NatsUnavailable, BrokerConfig | NatsUrl> =
         }),
       catch: (cause) => new NatsUnavailable({ message: `cannot create the Sluice streams: ${String(cause)}` })
     })
-    return { url, connection, js: jetstream(connection), jsm }
+    return { url, connection, js: jetstream(connection), jsm, replicas: config.streamReplicas }
   })
 )

@@ -26,10 +26,10 @@ export class TransactionIds extends Context.Tag("@sluice/broker/TransactionIds")
 export const layer: Layer.Layer<TransactionIds, TransactionIdsUnavailable, Nats> = Layer.effect(
   TransactionIds,
   Effect.gen(function* () {
-    const { js } = yield* Nats
+    const { js, replicas } = yield* Nats
     const unavailable = (cause: unknown) => new TransactionIdsUnavailable({ message: `transaction ids: ${String(cause)}` })
     const kv: KV = yield* Effect.tryPromise({
-      try: () => KvBucket.open(js, BUCKET, { description: "Sluice: last transaction id per batched destination" }),
+      try: () => KvBucket.open(js, BUCKET, { replicas, description: "Sluice: last transaction id per batched destination" }),
       catch: unavailable
     })
     const last = new Map<string, number>()
