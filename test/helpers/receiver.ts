@@ -41,6 +41,20 @@ export interface ReceiverResponse {
   readonly hang?: boolean
   /** Reset the connection instead of answering. */
   readonly destroy?: boolean
+  /** Send the body in writes over time instead (`body` is then ignored): a trickle, a huge or an endless answer. */
+  readonly stream?: StreamedBody
+}
+
+/** A body written piece by piece, each write waiting for the socket to drain, until done or the client hangs up. */
+export interface StreamedBody {
+  /** What each write sends. */
+  readonly chunk: string | Uint8Array
+  /** How many writes make the whole body. */
+  readonly writes: number
+  /** Pause between writes; 0 writes as fast as the client reads. */
+  readonly intervalMs: number
+  /** Told how many writes the socket took before the body ended (`completed`) or the connection closed. */
+  readonly onEnd?: (outcome: { readonly writes: number; readonly completed: boolean }) => void
 }
 
 /** Decides the answer to the n-th request (n starts at 1). */
@@ -105,12 +119,45 @@ export const startReceiver = async (script: ReceiverScript = ok): Promise<Receiv
         at
       }
       requests.push(request)
+      const streamBody = (status: number | undefined, headers: ReceiverResponse["headers"], stream: StreamedBody) => {
+        const { chunk, writes, intervalMs, onEnd } = stream
+        let written = 0
+        let ended = false
+        const end = (completed: boolean) => {
+          if (ended) return
+          ended = true
+          onEnd?.({ writes: written, completed })
+        }
+        res.once("close", () => end(false))
+        res.writeHead(status ?? 200, headers)
+        const next = () => {
+          if (ended || res.destroyed) return end(false)
+          if (written === writes) {
+            res.end(() => end(true))
+            return
+          }
+          written += 1
+          const drained = res.write(chunk)
+          const goOn = () => {
+            if (intervalMs <= 0) return void setImmediate(next)
+            const timer = setTimeout(() => {
+              timers.delete(timer)
+              next()
+            }, intervalMs)
+            timers.add(timer)
+          }
+          if (drained) goOn()
+          else res.once("drain", goOn)
+        }
+        next()
+      }
       const answer = (response: ReceiverResponse) => {
         if (response.hang === true) return
         if (response.destroy === true) {
           req.socket.resetAndDestroy()
           return
         }
+        if (response.stream !== undefined) return streamBody(response.status, response.headers, response.stream)
         const text =
           response.body === undefined ? "" : typeof response.body === "string" ? response.body : JSON.stringify(response.body)
         res.writeHead(response.status ?? 200, {

@@ -15,6 +15,7 @@ import * as Admission from "./Admission.js"
 import * as ConsumerStream from "./ConsumerStream.js"
 import * as Fact from "./Fact.js"
 import * as HealthMachine from "./HealthMachine.js"
+import * as Poison from "./Poison.js"
 import { HealthStore } from "./HealthStore.js"
 import type { SendRequest, SendResult } from "./HttpSender.js"
 import { HttpSender } from "./HttpSender.js"
@@ -222,6 +223,12 @@ const REPORT_AFTER = "1 second"
 
 const decodeLostEvents = Schema.decodeUnknownEither(Destination.LostEvents)
 
+/**
+ * Elapsed time for waits measured in place (a batch's gathering window): the monotonic clock,
+ * so a wall clock set back an hour does not hold a batch open for an hour.
+ */
+const monotonicMillis = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos / 1_000_000n))
+
 /** How often a `down` destination checks whether it has been down for too long. */
 const tickEvery = (policy: Destination.HealthPolicy) => Math.max(100, Math.min(60_000, policy.disableAfterMs / 10))
 
@@ -419,14 +426,16 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
               durationMs: result.durationMs,
               outcome: ResponseClass.toOutcome(cls),
               statusCode: result.status,
-              error:
+              error: Poison.storable(
                 result.error ??
-                (decision._tag === "Dead" || decision._tag === "Disabled"
-                  ? decision.reason
-                  : cls._tag === "Success"
-                    ? null
-                    : `HTTP ${result.status}`),
-              responseExcerpt: result.responseExcerpt,
+                  (decision._tag === "Dead" || decision._tag === "Disabled"
+                    ? decision.reason
+                    : cls._tag === "Success"
+                      ? null
+                      : `HTTP ${result.status}`)
+              ),
+              // A receiver's bytes: NUL would stop the history (see `storable`).
+              responseExcerpt: Poison.storable(result.responseExcerpt),
               state: stateAfter(decision),
               nextAttemptAt: decision._tag === "Retry" ? new Date(now + decision.delayMs).toISOString() : null
             })
@@ -627,6 +636,15 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
         )
       }
 
+      /** A poison message: recorded dead with why, counted lost, and terminated so JetStream never redelivers it. */
+      const deadOnArrival = (msg: JsMsg, eventId: string, reason: string) =>
+        Effect.gen(function* () {
+          yield* Effect.logWarning(`dead on arrival (stream ${msg.info.stream} seq ${msg.seq}): ${reason}`)
+          yield* recordState(eventId, "dead", reason)
+          yield* note(lossOf(msg, "dead"))
+          yield* settle(msg, "term")
+        })
+
       /** A delivery that ends without an attempt: dead on arrival, canceled, ignored, duplicate, disabled. */
       const recordState = (
         eventId: string,
@@ -643,7 +661,7 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
               destinationId: initial.id,
               state,
               at: new Date(now).toISOString(),
-              reason,
+              reason: Poison.storable(reason),
               canceledBy: refs.canceledBy ?? null,
               duplicateOf: refs.duplicateOf ?? null,
               ignoredReason: refs.ignoredReason ?? null
@@ -680,19 +698,24 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
         Effect.gen(function* () {
           // Settled already, or admitted already (and handed on by whoever admitted it).
           if (held.get(msg) !== null) return Option.none()
-          const body = msg.string()
-          const decoded = Envelope.decodeEnvelope(body)
+          const decoded = Either.flatMap(Poison.bodyText(msg), (body) =>
+            Envelope.decodeEnvelope(body).pipe(
+              Either.mapBoth({ onLeft: (error) => error.message, onRight: (envelope) => ({ body, envelope }) })
+            )
+          )
           if (Either.isLeft(decoded)) {
-            const eventId = msg.headers?.get(Subjects.Headers.eventId) || `seq-${msg.seq}`
-            yield* recordState(eventId, "dead", `undecodable event: ${decoded.left.message}`)
-            yield* note(lossOf(msg, "dead"))
-            yield* settle(msg, "term")
+            yield* deadOnArrival(msg, Poison.poisonId(msg), `undecodable event: ${decoded.left}`)
             return Option.none()
           }
-          const envelope = decoded.right
+          const { body, envelope } = decoded.right
           const d = yield* SubscriptionRef.get(settings)
           if (!Subjects.matchesAny(d.subscriptions, envelope.type) && envelope.type !== Destination.SYNC_ERROR_TYPE) {
             yield* settle(msg, "ack")
+            return Option.none()
+          }
+          const unsendable = Poison.unsendableHeaders(envelope.headers)
+          if (unsendable !== undefined) {
+            yield* deadOnArrival(msg, envelope.id, `undeliverable event: ${unsendable}`)
             return Option.none()
           }
           // An operator asked for this one again: deliver it whatever came since.
@@ -861,9 +884,9 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
               const heads: Array<Item> = []
               const gather = (item: Item) => (item.settled ? finished(item) : heads.push(item))
               gather(yield* Queue.take(ready))
-              const deadline = (yield* Clock.currentTimeMillis) + policy.maxWaitMs
+              const deadline = (yield* monotonicMillis) + policy.maxWaitMs
               while (heads.length > 0 && heads.length < policy.maxEvents) {
-                const wait = deadline - (yield* Clock.currentTimeMillis)
+                const wait = deadline - (yield* monotonicMillis)
                 if (wait <= 0) break
                 const next = yield* Queue.take(ready).pipe(Effect.timeoutOption(wait))
                 if (Option.isNone(next)) break

@@ -4,7 +4,9 @@
  * `burst / perSecond` seconds: 8/s burst 8 is at most 8 starts in any one second, 8/s burst 1
  * is one start every 125 ms. That is stricter than a token bucket (which lets rate + burst
  * through in the first second) and is what receivers that allow "8 calls per second" mean.
- * The pure core computes start slots; the limiter sleeps for them on the `Clock`.
+ * The pure core computes start slots; the limiter sleeps for them on the `Clock`, counting
+ * time on a timeline that only moves forward (`Timeline`), so a wall-clock jump neither
+ * stalls a destination for the length of the jump nor lets a backlog through at once.
  */
 import type { Destination } from "@sluice/protocol"
 import { Clock, Deferred, Effect, Exit, Ref } from "effect"
@@ -92,12 +94,34 @@ export const throttle = (current: Throttle, now: number, untilMs: number): Throt
     ? { factor: current.factor, since: Math.max(current.since, untilMs) }
     : { factor: Math.max(minFactor, throttleFactor(current, now) / 2), since: untilMs }
 
+/**
+ * The limiter's own time: ms that never go back. Remembered starts and back-offs are
+ * absolute times, so a clock set back by an hour would otherwise put every next slot an
+ * hour ahead (the destination stalls for an hour) and leave a 429's slow-down in force for
+ * as long. A step back is counted as no time passing: it moves `skew`, not the timeline.
+ */
+export interface Timeline {
+  /** The latest clock reading (ms). */
+  readonly last: number
+  /** What steps back have taken off the clock so far (ms): timeline time = reading + skew. */
+  readonly skew: number
+}
+
+/** A timeline that has not read the clock yet. */
+export const timelineStart: Timeline = { last: Number.NEGATIVE_INFINITY, skew: 0 }
+
+/** Reads `reading` (ms) onto the timeline: the time to use, never less than the last one. */
+export const onTimeline = (timeline: Timeline, reading: number): { readonly now: number; readonly timeline: Timeline } => {
+  const skew = reading < timeline.last ? timeline.skew + (timeline.last - reading) : timeline.skew
+  return { now: reading + skew, timeline: { last: reading, skew } }
+}
+
 /** One destination's rate limiter; its settings change while it runs (PATCH, health, 429s). */
 export interface RateLimiter {
   /**
-   * Waits until the next request may start and takes that slot, returning its time (ms):
-   * the start the limit accounts for. Waiters are served strictly in call order; one
-   * interrupted while waiting takes no slot.
+   * Waits until the next request may start and takes that slot, returning the wall-clock
+   * time (ms since the epoch) it was taken at: the start the limit accounts for. Waiters are
+   * served strictly in call order; one interrupted while waiting takes no slot.
    */
   readonly take: Effect.Effect<number>
   /** A new limit (a PATCH): applies to every request that has not started yet. */
@@ -126,9 +150,19 @@ interface Settings {
  * A limiter starting with `limit` (`null`: no limit, only back-offs). Only the waiter at the
  * head of the line sleeps towards a slot, and recomputes it whenever the settings change; the
  * others wait for their turn, so a new limit or a back-off applies to all of them at once.
+ * Time is read from `Clock.currentTimeNanos` (monotonic in the live clock: the wall clock's
+ * jumps do not reach it) through a `Timeline` (which absorbs a `TestClock` set back).
  */
 export const make = (limit: RateLimit | null): Effect.Effect<RateLimiter> =>
   Effect.gen(function* () {
+    let timeline = timelineStart
+    const monotonicNow = Effect.clockWith((clock) =>
+      Effect.sync(() => {
+        const read = onTimeline(timeline, Number(clock.unsafeCurrentTimeNanos() / 1_000_000n))
+        timeline = read.timeline
+        return read.now
+      })
+    )
     const settings = yield* Ref.make<Settings>({
       limit,
       factor: 1,
@@ -143,7 +177,7 @@ export const make = (limit: RateLimit | null): Effect.Effect<RateLimiter> =>
 
     const change = (f: (current: Settings, now: number) => Settings) =>
       Effect.gen(function* () {
-        const now = yield* Clock.currentTimeMillis
+        const now = yield* monotonicNow
         const changed = yield* Deferred.make<void>()
         const previous = yield* Ref.modify(settings, (current) => [current.changed, { ...f(current, now), changed }])
         yield* Deferred.succeed(previous, undefined)
@@ -161,8 +195,8 @@ export const make = (limit: RateLimit | null): Effect.Effect<RateLimiter> =>
       })
     const awaitSlot: Effect.Effect<number> = Effect.gen(function* () {
       for (;;) {
-        const wait = yield* slotAt(yield* Clock.currentTimeMillis)
-        if ("at" in wait) return wait.at
+        const wait = yield* slotAt(yield* monotonicNow)
+        if ("at" in wait) return yield* Clock.currentTimeMillis
         yield* Effect.race(Effect.sleep(wait.ms), Deferred.await(wait.changed))
       }
     })
@@ -186,8 +220,8 @@ export const make = (limit: RateLimit | null): Effect.Effect<RateLimiter> =>
     // at once, without the place in line that costs several times as much.
     const take = Effect.gen(function* () {
       if (yield* Deferred.isDone(yield* Ref.get(lastTurn))) {
-        const wait = yield* slotAt(yield* Clock.currentTimeMillis)
-        if ("at" in wait) return wait.at
+        const wait = yield* slotAt(yield* monotonicNow)
+        if ("at" in wait) return yield* Clock.currentTimeMillis
       }
       return yield* inLine
     })
@@ -196,7 +230,11 @@ export const make = (limit: RateLimit | null): Effect.Effect<RateLimiter> =>
       take,
       setLimit: (limit) => change((current) => ({ ...current, limit })),
       setFactor: (factor) => change((current) => ({ ...current, factor: Math.min(1, Math.max(minFactor, factor)) })),
-      backOff: (untilMs) => change((current) => ({ ...current, state: blockUntil(current.state, untilMs) })),
+      backOff: (untilMs) =>
+        Effect.flatMap(Clock.currentTimeMillis, (wallNow) =>
+          // Given on the wall clock, held on the timeline: as long from now as it asks.
+          change((current, now) => ({ ...current, state: blockUntil(current.state, now + (untilMs - wallNow)) }))
+        ),
       throttled: (retryAfterMs) =>
         change((current, now) => ({
           ...current,
