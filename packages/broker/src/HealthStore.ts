@@ -6,10 +6,11 @@
  * state change is recorded in the history with its reason.
  */
 import type { KV } from "@nats-io/kv"
+import { KvWatchInclude } from "@nats-io/kv"
 import type { Destination } from "@sluice/protocol"
 import { Envelope } from "@sluice/protocol"
 import type { Scope } from "effect"
-import { Clock, Context, Data, Effect, Either, Layer, Runtime, Schedule } from "effect"
+import { Clock, Context, Data, Effect, Either, Layer, Queue, Runtime, Schedule } from "effect"
 import * as Fact from "./Fact.js"
 import * as HealthMachine from "./HealthMachine.js"
 import * as KvBucket from "./KvBucket.js"
@@ -59,7 +60,7 @@ const read = (kv: KV, destination: Destination.Destination) =>
     })
   )
 
-export const layer: Layer.Layer<HealthStore, HealthUnavailable, Nats | Recorder> = Layer.effect(
+export const layer: Layer.Layer<HealthStore, HealthUnavailable, Nats | Recorder> = Layer.scoped(
   HealthStore,
   Effect.gen(function* () {
     const { js, replicas } = yield* Nats
@@ -106,23 +107,55 @@ export const layer: Layer.Layer<HealthStore, HealthUnavailable, Nats | Recorder>
         Effect.catchTag("Conflict", () => Effect.fail(unavailable("too many concurrent health updates")))
       )
 
+    // One watcher of the whole bucket serves every actor: a watcher per destination would be
+    // a consumer per destination on the server, idle or not.
+    const listeners = new Map<string, Set<(status: HealthMachine.HealthStatus, revision: number) => void>>()
+    const entries = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => kv.watch({ include: KvWatchInclude.UpdatesOnly }), catch: unavailable }),
+      (entries) => Effect.sync(() => entries.stop())
+    )
+    // The loop ends when `stop()` runs at scope close; no Effect waits on the iterator.
+    void (async () => {
+      for await (const entry of entries) {
+        const waiting = listeners.get(entry.key)
+        if (waiting === undefined || entry.operation !== "PUT") continue
+        const decoded = HealthMachine.decode(entry.string())
+        if (Either.isRight(decoded)) for (const listener of waiting) listener(decoded.right, entry.revision)
+      }
+    })()
+
     const watch = (destinationId: string, onStatus: (status: HealthMachine.HealthStatus) => Effect.Effect<void>) =>
       Effect.gen(function* () {
-        const entries = yield* Effect.acquireRelease(
-          Effect.tryPromise({ try: () => kv.watch({ key: destinationId }), catch: unavailable }),
-          (entries) => Effect.sync(() => entries.stop())
+        const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+        // Statuses are applied one after another, in the order they were stored.
+        const queue = yield* Queue.unbounded<HealthMachine.HealthStatus>()
+        yield* Queue.take(queue).pipe(Effect.flatMap(onStatus), Effect.forever, Effect.forkScoped)
+        // The stored status read below may arrive after a newer one from the watcher: the revision tells.
+        let applied = 0
+        const listener = (status: HealthMachine.HealthStatus, revision: number) => {
+          if (revision <= applied) return
+          applied = revision
+          void runFork(Queue.offer(queue, status))
+        }
+        yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            const set = listeners.get(destinationId) ?? new Set()
+            set.add(listener)
+            listeners.set(destinationId, set)
+          }),
+          () =>
+            Effect.sync(() => {
+              const set = listeners.get(destinationId)
+              set?.delete(listener)
+              if (set?.size === 0) listeners.delete(destinationId)
+            })
         )
-        const runPromise = Runtime.runPromise(yield* Effect.runtime<never>())
-        // The watcher's loop ends when `stop()` runs at scope close; no Effect waits on the iterator.
-        yield* Effect.forkScoped(
-          Effect.promise(async () => {
-            for await (const entry of entries) {
-              if (entry.operation !== "PUT") continue
-              const decoded = HealthMachine.decode(entry.string())
-              if (Either.isRight(decoded)) await runPromise(onStatus(decoded.right))
-            }
-          })
-        )
+        // What was stored before the listener was in place.
+        const entry = yield* Effect.tryPromise({ try: () => kv.get(destinationId), catch: unavailable })
+        if (entry !== null && entry.operation === "PUT") {
+          const decoded = HealthMachine.decode(entry.string())
+          if (Either.isRight(decoded)) listener(decoded.right, entry.revision)
+        }
       })
 
     return HealthStore.of({
