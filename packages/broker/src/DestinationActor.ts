@@ -233,6 +233,29 @@ const monotonicMillis = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nan
 const tickEvery = (policy: Destination.HealthPolicy) => Math.max(100, Math.min(60_000, policy.disableAfterMs / 10))
 
 /**
+ * Messages still out from an earlier holder of an ordered destination's consumer — an actor
+ * that crashed, a process killed or cut off, a nats-server restart that swallowed a pull in
+ * transit — come back only after their ack wait. Pulling before then would deliver newer
+ * events of their keys first; pulling after it gets them first, since JetStream serves
+ * redeliveries before new messages. So an ordered destination with messages out waits one
+ * ack wait before it starts; one whose earlier actor gave everything back starts at once.
+ */
+const awaitOutstanding = (destination: Destination.Destination) =>
+  Effect.gen(function* () {
+    if (destination.ordering !== "key") return
+    const { jsm } = yield* Nats
+    const outstanding = yield* Effect.tryPromise(() =>
+      jsm.consumers.info(Subjects.EVENTS_STREAM, Subjects.destinationConsumer(destination.id))
+    ).pipe(
+      Effect.map((info) => info.num_ack_pending),
+      Effect.orElseSucceed(() => 0)
+    )
+    if (outstanding === 0) return
+    yield* Effect.logInfo(`${outstanding} messages still out from an earlier actor: starting after their ack wait`)
+    yield* Effect.sleep(ACK_WAIT_MS)
+  })
+
+/**
  * Runs the actor until interrupted; fails if its consumer goes away (the supervisor restarts
  * it). `settings` brings the changes that apply without a restart: URL, secret, headers,
  * timeout, rate limit, retry and health policies.
@@ -243,6 +266,7 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
       const initial = yield* SubscriptionRef.get(settings)
       const consumer: Consumer = yield* ensureConsumer(initial)
       const replays: Consumer = yield* ensureReplayConsumer(initial)
+      yield* awaitOutstanding(initial)
       const sender = yield* HttpSender
       const recorder = yield* Recorder
       const healthStore = yield* HealthStore

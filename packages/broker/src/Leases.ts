@@ -22,12 +22,6 @@ export class LeasesUnavailable extends Data.TaggedError("LeasesUnavailable")<{ r
 /** A lease as this process knows it, with the revision a compare-and-set needs. */
 export type Held = LeasePolicy.Lease & { readonly revision: number }
 
-/** A lease taken from a process that did not give it back, and when that process's membership ran out. */
-export interface TakenOver {
-  readonly from: Held
-  readonly holderExpiredAt: number
-}
-
 export class Leases extends Context.Tag("@sluice/broker/Leases")<
   Leases,
   {
@@ -51,7 +45,7 @@ export class Leases extends Context.Tag("@sluice/broker/Leases")<
      */
     readonly acquire: (
       destinationId: string
-    ) => Effect.Effect<Option.Option<{ readonly held: Held; readonly takenOver: TakenOver | undefined }>, LeasesUnavailable>
+    ) => Effect.Effect<Option.Option<{ readonly held: Held; readonly takenFrom: Held | undefined }>, LeasesUnavailable>
     /** Gives a lease back at once, so the next holder need not wait for this process to be gone. */
     readonly release: (destinationId: string, held: Held) => Effect.Effect<void, LeasesUnavailable>
     /** Leaves the members at once, so the others rebalance without waiting for the entry to run out. */
@@ -153,11 +147,8 @@ export const layer: Layer.Layer<Leases, LeasesUnavailable, Nats | BrokerConfig> 
               ? leaseKv.create(destinationId, encodeLease(lease))
               : leaseKv.update(destinationId, encodeLease(lease), entry.revision)
           )
-          const takenOver =
-            stored === undefined || entry === null
-              ? undefined
-              : { from: { ...stored, revision: entry.revision }, holderExpiredAt }
-          return Option.some({ held: { ...lease, revision }, takenOver })
+          const takenFrom = stored === undefined || entry === null ? undefined : { ...stored, revision: entry.revision }
+          return Option.some({ held: { ...lease, revision }, takenFrom })
         }).pipe(Effect.catchTag("Lost", () => Effect.succeedNone)),
       release: (destinationId, held) =>
         tryKv(() => leaseKv.delete(destinationId, { previousSeq: held.revision })).pipe(

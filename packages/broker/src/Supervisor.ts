@@ -64,8 +64,6 @@ const make = Effect.gen(function* () {
   let alive = { until: 0, wants: 0 }
   /** Leases being given back: the actor stops, the rate window passes, then the lease goes. */
   const handing = new Set<string>()
-  /** After a takeover: when the actor may start, once what the dead holder held is back in JetStream. */
-  const startAt = new Map<string, number>()
   /** The destinations as last listed, for the lease rounds; kept while the history database is away. */
   let known: ReadonlyArray<Destination.Destination> = []
   const freeSince = new Map<string, number>()
@@ -86,8 +84,8 @@ const make = Effect.gen(function* () {
       )
     })
 
-  const supervised = (destination: Destination.Destination, settings: SubscriptionRef.SubscriptionRef<Destination.Destination>) => {
-    const actor = DestinationActor.run(settings).pipe(
+  const supervised = (destination: Destination.Destination, settings: SubscriptionRef.SubscriptionRef<Destination.Destination>) =>
+    DestinationActor.run(settings).pipe(
       Effect.sandbox,
       Effect.tapError((cause) =>
         Effect.logError("destination actor crashed; restarting", cause).pipe(
@@ -97,11 +95,6 @@ const make = Effect.gen(function* () {
       Effect.retry(restartSchedule),
       Effect.provide(actorContext)
     )
-    const startTime = Clock.currentTimeMillis.pipe(
-      Effect.flatMap((now) => Effect.sleep(Duration.millis(Math.max(0, (startAt.get(destination.id) ?? 0) - now))))
-    )
-    return Effect.zipRight(startTime, actor)
-  }
 
   const stop = (destinationId: string) =>
     Effect.suspend(() => {
@@ -184,40 +177,18 @@ const make = Effect.gen(function* () {
   const loseAll = (reason: string) =>
     Effect.forEach(Array.from(owned.keys()), (id) => lose(id, reason), { discard: true })
 
-  /**
-   * After a takeover of an ordered destination whose consumer still has messages out, the
-   * actor waits until JetStream gives back what the dead holder held (the ack wait after its
-   * lease ran out, the last moment it may have been alive): newer events of a key never
-   * overtake them.
-   */
-  const settleAfterTakeover = (destination: Destination.Destination | undefined, takenOver: Leases.TakenOver) =>
-    Effect.gen(function* () {
-      if (destination === undefined || destination.ordering !== "key") return
-      const outstanding = yield* Effect.tryPromise(() =>
-        nats.jsm.consumers.info(Subjects.EVENTS_STREAM, Subjects.destinationConsumer(destination.id))
-      ).pipe(
-        Effect.map((info) => info.num_ack_pending),
-        Effect.orElseSucceed(() => 1)
-      )
-      if (outstanding > 0) startAt.set(destination.id, takenOver.holderExpiredAt + DestinationActor.ACK_WAIT_MS)
-    })
-
   const acquire = (destinationId: string) =>
     leases.acquire(destinationId).pipe(
       Effect.flatMap(
         Option.match({
           onNone: () => Effect.void,
-          onSome: ({ held, takenOver }) =>
+          onSome: ({ held, takenFrom }) =>
             Effect.gen(function* () {
               owned.set(destinationId, held)
               freeSince.delete(destinationId)
-              if (takenOver !== undefined) {
-                yield* settleAfterTakeover(known.find((d) => d.id === destinationId), takenOver)
-                yield* audit(destinationId, "destination.taken_over", {
-                  process: leases.name,
-                  from: takenOver.from.name,
-                  startsAt: new Date(startAt.get(destinationId) ?? (yield* Clock.currentTimeMillis)).toISOString()
-                })
+              // What the gone holder held comes back after its ack wait; the actor waits for it (see DestinationActor).
+              if (takenFrom !== undefined) {
+                yield* audit(destinationId, "destination.taken_over", { process: leases.name, from: takenFrom.name })
               }
               yield* reconcile(destinationId)
             })
