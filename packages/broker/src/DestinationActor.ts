@@ -10,7 +10,7 @@ import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError } from "
 import { nanos } from "@nats-io/transport-node"
 import type { States } from "@sluice/protocol"
 import { Destination, Envelope, Subjects } from "@sluice/protocol"
-import { Clock, Effect, Either, Fiber, FiberSet, Option, Queue, Random, Schedule, Schema, Stream, SubscriptionRef } from "effect"
+import { Clock, Effect, Either, Fiber, FiberSet, identity, Option, Queue, Random, Schedule, Schema, Stream, SubscriptionRef } from "effect"
 import * as Admission from "./Admission.js"
 import * as ConsumerStream from "./ConsumerStream.js"
 import * as Fact from "./Fact.js"
@@ -462,7 +462,7 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
               responseExcerpt: Poison.storable(result.responseExcerpt),
               state: stateAfter(decision),
               nextAttemptAt: decision._tag === "Retry" ? new Date(now + decision.delayMs).toISOString() : null
-            })
+            }, true) // built from checked values on every attempt's path: not validated again
           )
         })
 
@@ -565,7 +565,10 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
       ): Effect.Effect<Decision | Superseded> =>
         Effect.gen(function* () {
           const n = yield* permits
-          return yield* semaphore.withPermits(n)(
+          // At full speed the worker pool alone bounds what is in flight; the semaphore only
+          // narrows it while a recovering destination ramps up.
+          const bounded = n === 1 ? identity : semaphore.withPermits(n)
+          return yield* bounded(
             limiter.take.pipe(
               // The attempt starts in its rate slot: its recorded start is what the limit accounts for.
               Effect.flatMap((startedAt) =>
@@ -689,7 +692,7 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
               canceledBy: refs.canceledBy ?? null,
               duplicateOf: refs.duplicateOf ?? null,
               ignoredReason: refs.ignoredReason ?? null
-            })
+            }, true) // built from checked values: not validated again
           )
         })
 

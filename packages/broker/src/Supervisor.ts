@@ -102,9 +102,16 @@ const make = Effect.gen(function* () {
       return FiberMap.remove(actors, destinationId)
     })
 
-  const reconcile = (destinationId: string) =>
+  const reconcile = (destinationId: string): Effect.Effect<void> =>
     Effect.gen(function* () {
-      if (!owned.has(destinationId) || handing.has(destinationId)) return yield* stop(destinationId)
+      if (handing.has(destinationId)) return yield* stop(destinationId)
+      if (!owned.has(destinationId)) {
+        yield* stop(destinationId)
+        // A new destination (or one whose holder is gone) is taken at once by whoever hears of it
+        // first, rather than at the next round; a later round rebalances if need be.
+        if (yield* isFree(destinationId)) yield* acquire(destinationId)
+        return
+      }
       const stored = yield* store.getDestination(destinationId)
       const settings = configs.get(destinationId)
       if (Option.isNone(stored)) return yield* stop(destinationId)
@@ -123,6 +130,16 @@ const make = Effect.gen(function* () {
       Effect.catchAll((error) => Effect.logWarning(`cannot reconcile destination ${destinationId}`, error)),
       Effect.annotateLogs({ module: "Supervisor" })
     )
+
+  /** Whether nobody holds the destination's lease in force, as far as this process can see. */
+  const isFree = (destinationId: string) =>
+    Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      if (alive.until <= now) return false
+      const members = new Map(yield* leases.members)
+      members.set(leases.self, { name: leases.name, expiresAt: alive.until, wants: alive.wants })
+      return !LeasePolicy.inForce((yield* leases.leases).get(destinationId), members, now)
+    })
 
   const reconcileOwned = Effect.suspend(() => Effect.forEach(Array.from(owned.keys()), reconcile, { discard: true }))
 
