@@ -10,6 +10,7 @@ import { Context, Effect, Exit, Layer, Option, Redacted, Scope } from "effect"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { TEST_SECRET_KEY } from "./brokerProcess.js"
 import { NatsFixture } from "./nats.js"
 import { throwawayDatabase } from "./postgres.js"
 
@@ -23,6 +24,8 @@ export interface TestBrokerOptions {
 /** The tokens `startBroker` configures, unless its settings give others. */
 export const TEST_ADMIN_TOKEN = "test-admin-token-0123456789"
 export const TEST_PRODUCER_TOKEN = "test-producer-token-0123456789"
+/** See `TEST_SECRET_KEY` in brokerProcess.ts: every test broker seals secrets with it. */
+export { TEST_SECRET_KEY }
 
 /** The typed admin API client, sending `Authorization: Bearer <token>` when given one. */
 export const apiClient = (baseUrl: string, token?: string) =>
@@ -56,6 +59,9 @@ export const startBroker = (options: TestBrokerOptions): Effect.Effect<TestBroke
       adminPort: 0,
       adminToken: Option.some(Redacted.make(TEST_ADMIN_TOKEN)),
       producerToken: Option.some(Redacted.make(TEST_PRODUCER_TOKEN)),
+      secretKey: Option.some(Redacted.make(TEST_SECRET_KEY)),
+      // Test receivers listen on 127.0.0.1; tests of the address policy turn this off.
+      allowPrivateDestinations: true,
       ...options.settings
     })
     const context = yield* Layer.build(Broker.layer.pipe(Layer.provide(config)))

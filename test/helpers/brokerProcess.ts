@@ -21,6 +21,15 @@ import type { AdminClient } from "./broker.js"
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url))
 const bin = fileURLToPath(new URL("../../apps/sluice/src/bin.ts", import.meta.url))
 
+/**
+ * The key sealing destination secrets in the history (`SLUICE_SECRET_KEY`), the same for every
+ * test broker, in-process or not: brokers started one after the other (or side by side) on one
+ * database, each with its own data directory, must open each other's secrets, as production
+ * brokers sharing a database must. (Here rather than in broker.ts, which the benchmarks cannot
+ * import: it depends on vitest.)
+ */
+export const TEST_SECRET_KEY = "dGVzdC1zZWNyZXQta2V5LW9mLTMyLWJ5dGVzLTAxMjM="
+
 /** How a process ended: an exit code, or the signal that killed it. */
 export interface ProcessExit {
   readonly code: number | null
@@ -46,7 +55,10 @@ export interface BrokerProcessOptions {
   /**
    * Further settings, overriding the above and the defaults: SLUICE_ADMIN_PORT=0 (the broker
    * binds a free port and its banner says which), SLUICE_LOG_LEVEL=Info (so a failing test
-   * shows what the broker did) and a random SLUICE_ADMIN_TOKEN. E.g. a deliberately bad value.
+   * shows what the broker did), a random SLUICE_ADMIN_TOKEN,
+   * SLUICE_ALLOW_PRIVATE_DESTINATIONS=true (test receivers listen on 127.0.0.1) and the
+   * shared test SLUICE_SECRET_KEY (processes on one database must open each other's
+   * destination secrets). E.g. a deliberately bad value.
    */
   readonly env?: Readonly<Record<string, string>>
   /** How long to wait for the banner; default 90 s (tsx and PGlite make a start slow, very slow on a busy machine). */
@@ -231,6 +243,8 @@ export const startBrokerProcess = (
       SLUICE_ADMIN_PORT: "0",
       SLUICE_LOG_LEVEL: "Info",
       SLUICE_ADMIN_TOKEN: randomBytes(24).toString("hex"),
+      SLUICE_ALLOW_PRIVATE_DESTINATIONS: "true",
+      SLUICE_SECRET_KEY: TEST_SECRET_KEY,
       ...(options.natsUrl === undefined ? {} : { SLUICE_NATS_URL: options.natsUrl }),
       ...(options.databaseUrl === undefined ? {} : { SLUICE_DATABASE_URL: options.databaseUrl }),
       ...options.env

@@ -25,7 +25,7 @@ export class AccessTokens extends Context.Tag("@sluice/broker/AccessTokens")<
   { readonly admin: Token; readonly producer: Token }
 >() {}
 
-/** A token could not be read or generated; the message names the file and the setting that avoids it. */
+/** A token (or another value kept in the data directory) could not be read or generated; the message names the file and the setting that avoids it. */
 export class TokenUnavailable extends Data.TaggedError("TokenUnavailable")<{ readonly message: string }> {}
 
 /** The files in the data directory that hold generated tokens (the CLI reads the admin one). */
@@ -34,13 +34,26 @@ export const PRODUCER_TOKEN_FILE = "producer-token"
 
 const errorCode = (error: unknown): string | undefined => (error as NodeJS.ErrnoException | undefined)?.code
 
+/** A value the broker keeps in its data directory: how to make one, and what a usable one looks like. */
+export interface DataDirValue {
+  /** The file name inside the data directory. */
+  readonly name: string
+  /** The setting that replaces the file, named in every error. */
+  readonly setting: string
+  readonly generate: () => string
+  readonly isValid: (value: string) => boolean
+  /** What `isValid` wants, for the error, e.g. "one token of at least 16 characters without blanks". */
+  readonly requirement: string
+}
+
 /**
- * The token in `file`, generated first if there is none. The new token is written to a
- * private temporary file and linked into place, which fails if the file appeared meanwhile:
- * brokers starting together on one data directory end up with the same token, and none of
- * them ever reads a half-written file.
+ * The value in `<dataDir>/<name>`, generated first if there is none. The new value is written
+ * to a private temporary file and linked into place, which fails if the file appeared
+ * meanwhile: brokers starting together on one data directory end up with the same value, and
+ * none of them ever reads a half-written file.
  */
-const fromFile = (dataDir: string, name: string, setting: string): Effect.Effect<Token, TokenUnavailable> => {
+export const fromDataDir = (dataDir: string, spec: DataDirValue): Effect.Effect<Token, TokenUnavailable> => {
+  const { name, setting } = spec
   const file = join(dataDir, name)
   const failed = (what: string) => (cause: unknown) =>
     new TokenUnavailable({ message: `cannot ${what} ${file} (set ${setting} instead): ${String(cause)}` })
@@ -49,7 +62,7 @@ const fromFile = (dataDir: string, name: string, setting: string): Effect.Effect
     const temporary = `${file}.${process.pid}.${randomBytes(4).toString("hex")}`
     const created = yield* Effect.tryPromise({
       try: async () => {
-        await writeFile(temporary, `${randomBytes(32).toString("base64url")}\n`, { mode: 0o600, flag: "wx" })
+        await writeFile(temporary, `${spec.generate()}\n`, { mode: 0o600, flag: "wx" })
         try {
           await link(temporary, file)
           return true
@@ -63,10 +76,10 @@ const fromFile = (dataDir: string, name: string, setting: string): Effect.Effect
       catch: failed("write")
     })
     const value = (yield* Effect.tryPromise({ try: () => readFile(file, "utf8"), catch: failed("read") })).trim()
-    if (!/^\S{16,}$/.test(value)) {
+    if (!spec.isValid(value)) {
       return yield* Effect.fail(
         new TokenUnavailable({
-          message: `${file} must hold one token of at least 16 characters without blanks (delete it to have one generated, or set ${setting})`
+          message: `${file} must hold ${spec.requirement} (delete it to have one generated, or set ${setting})`
         })
       )
     }
@@ -81,6 +94,16 @@ const fromFile = (dataDir: string, name: string, setting: string): Effect.Effect
     return { value: Redacted.make(value), file: Option.some(file) }
   })
 }
+
+/** A bearer token in `file`, generated first if there is none. */
+const fromFile = (dataDir: string, name: string, setting: string): Effect.Effect<Token, TokenUnavailable> =>
+  fromDataDir(dataDir, {
+    name,
+    setting,
+    generate: () => randomBytes(32).toString("base64url"),
+    isValid: (value) => /^\S{16,}$/.test(value),
+    requirement: "one token of at least 16 characters without blanks"
+  })
 
 const resolve = (configured: Option.Option<Redacted.Redacted>, dataDir: string, name: string, setting: string) =>
   Option.match(configured, {

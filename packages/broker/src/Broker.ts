@@ -22,6 +22,7 @@ import * as NatsServer from "./NatsServer.js"
 import * as PgHistoryStore from "./PgHistoryStore.js"
 import * as Recorder from "./Recorder.js"
 import * as Replay from "./Replay.js"
+import * as SecretBox from "./SecretBox.js"
 import * as Supervisor from "./Supervisor.js"
 import * as TransactionIds from "./TransactionIds.js"
 
@@ -60,6 +61,7 @@ const core = Layer.mergeAll(Supervisor.layer, HistoryWriter.layer, HistoryPruner
   Layer.provideMerge(Recorder.layer),
   Layer.provideMerge(HttpSender.layer),
   Layer.provideMerge(PgHistoryStore.layer),
+  Layer.provideMerge(SecretBox.layer),
   Layer.provideMerge(databaseLayer),
   Layer.provideMerge(Nats.layer),
   Layer.provideMerge(natsUrlLayer)

@@ -42,6 +42,12 @@ export interface BrokerSettings {
   readonly leaseTtl: Duration.Duration
   /** Whether destination URLs may point at loopback, private, link-local or metadata addresses. */
   readonly allowPrivateDestinations: boolean
+  /**
+   * The AES-256 key (base64 of 32 bytes) that encrypts destination signing secrets in the
+   * history database; none = generated once into `<dataDir>/secret-key`. Every broker process
+   * sharing a database needs the same key.
+   */
+  readonly secretKey: Option.Option<Redacted.Redacted>
 }
 
 export class BrokerConfig extends Context.Tag("@sluice/broker/BrokerConfig")<BrokerConfig, BrokerSettings>() {}
@@ -63,7 +69,8 @@ export const defaults: BrokerSettings = {
   producerToken: Option.none(),
   processName: `sluice-${process.pid}`,
   leaseTtl: Duration.seconds(6),
-  allowPrivateDestinations: false
+  allowPrivateDestinations: false,
+  secretKey: Option.none()
 }
 
 const nonEmptyString = (name: string) =>
@@ -87,16 +94,29 @@ const retention = (name: string) =>
     )
   )
 
+/**
+ * A secret setting, checked and then redacted: validating after `Config.redacted` would lose
+ * the setting's name from the error (and the message never repeats the value).
+ */
+const secret = (name: string, check: { readonly message: string; readonly validation: (value: string) => boolean }) =>
+  Config.string(name).pipe(Config.validate(check), Config.map(Redacted.make))
+
 /** A bearer token: long enough not to be guessed, and without blanks that HTTP would trim away. */
 const token = (name: string) =>
   Config.option(
-    Config.redacted(name).pipe(
-      Config.validate({
-        message: "must be at least 16 characters without blanks (e.g. `openssl rand -hex 32`)",
-        validation: (r) => /^\S{16,}$/.test(Redacted.value(r))
-      })
-    )
+    secret(name, {
+      message: "must be at least 16 characters without blanks (e.g. `openssl rand -hex 32`)",
+      validation: (value) => /^\S{16,}$/.test(value)
+    })
   )
+
+/** The bytes of a secret key written as base64 (standard or URL-safe alphabet), when they are exactly 32. */
+export const decodeSecretKey = (text: string): Uint8Array | undefined => {
+  const trimmed = text.trim()
+  if (!/^[A-Za-z0-9+/_-]{43}=?$/.test(trimmed)) return undefined
+  const bytes = Buffer.from(trimmed, "base64")
+  return bytes.length === 32 ? new Uint8Array(bytes) : undefined
+}
 
 /** The settings, with the environment variable that sets each (documented in the README). */
 export const config: Config.Config<BrokerSettings> = Config.all({
@@ -154,7 +174,13 @@ export const config: Config.Config<BrokerSettings> = Config.all({
   allowPrivateDestinations: Config.boolean("SLUICE_ALLOW_PRIVATE_DESTINATIONS").pipe(
     Config.withDescription("Allow destination URLs on loopback, private, link-local and metadata addresses"),
     Config.withDefault(defaults.allowPrivateDestinations)
-  )
+  ),
+  secretKey: Config.option(
+    secret("SLUICE_SECRET_KEY", {
+      message: "must be the base64 of 32 random bytes (e.g. `openssl rand -base64 32`)",
+      validation: (key) => decodeSecretKey(key) !== undefined
+    })
+  ).pipe(Config.withDescription("Key encrypting destination secrets at rest; the same for every process sharing the database"))
 })
 
 /**

@@ -450,16 +450,14 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
               durationMs: result.durationMs,
               outcome: ResponseClass.toOutcome(cls),
               statusCode: result.status,
-              error: Poison.storable(
+              error:
                 result.error ??
-                  (decision._tag === "Dead" || decision._tag === "Disabled"
-                    ? decision.reason
-                    : cls._tag === "Success"
-                      ? null
-                      : `HTTP ${result.status}`)
-              ),
-              // A receiver's bytes: NUL would stop the history (see `storable`).
-              responseExcerpt: Poison.storable(result.responseExcerpt),
+                (decision._tag === "Dead" || decision._tag === "Disabled"
+                  ? decision.reason
+                  : cls._tag === "Success"
+                    ? null
+                    : `HTTP ${result.status}`),
+              responseExcerpt: result.responseExcerpt,
               state: stateAfter(decision),
               nextAttemptAt: decision._tag === "Retry" ? new Date(now + decision.delayMs).toISOString() : null
             }, true) // built from checked values on every attempt's path: not validated again
@@ -688,7 +686,7 @@ export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destin
               destinationId: initial.id,
               state,
               at: new Date(now).toISOString(),
-              reason: Poison.storable(reason),
+              reason,
               canceledBy: refs.canceledBy ?? null,
               duplicateOf: refs.duplicateOf ?? null,
               ignoredReason: refs.ignoredReason ?? null

@@ -5,6 +5,7 @@
 import type { Destination as D } from "@sluice/protocol"
 import { AdminApi, Destination, Envelope, Subjects } from "@sluice/protocol"
 import { Clock, Context, Effect, Layer, Option } from "effect"
+import { BrokerConfig } from "./BrokerConfig.js"
 import * as DestinationActor from "./DestinationActor.js"
 import * as Fact from "./Fact.js"
 import * as HealthMachine from "./HealthMachine.js"
@@ -14,6 +15,7 @@ import { LossLedger } from "./LossLedger.js"
 import { HealthStore } from "./HealthStore.js"
 import type { HistoryUnavailable } from "./HistoryStore.js"
 import { HistoryStore } from "./HistoryStore.js"
+import * as HttpSender from "./HttpSender.js"
 import { Nats } from "./Nats.js"
 import { Recorder } from "./Recorder.js"
 import * as Signer from "./Signer.js"
@@ -26,15 +28,16 @@ export class Destinations extends Context.Tag("@sluice/broker/Destinations")<
   {
     readonly list: Effect.Effect<ReadonlyArray<D.DestinationView>, Unavailable>
     readonly get: (id: string) => Effect.Effect<D.DestinationView, AdminApi.NotFound | Unavailable>
+    /** Refuses (`InvalidRequest` naming `url`) a URL on a non-public address unless allowed; see `HttpSender.urlRefusal`. */
     readonly create: (
       input: D.CreateDestination,
       actor: string
-    ) => Effect.Effect<typeof AdminApi.DestinationCreated.Type, AdminApi.Conflict | Unavailable>
+    ) => Effect.Effect<typeof AdminApi.DestinationCreated.Type, AdminApi.Conflict | AdminApi.InvalidRequest | Unavailable>
     readonly update: (
       id: string,
       patch: D.UpdateDestination,
       actor: string
-    ) => Effect.Effect<D.DestinationView, AdminApi.NotFound | Unavailable>
+    ) => Effect.Effect<D.DestinationView, AdminApi.NotFound | AdminApi.InvalidRequest | Unavailable>
     readonly remove: (id: string, actor: string) => Effect.Effect<void, AdminApi.NotFound | Unavailable>
     /**
      * A new signing secret, in effect for the next request wherever the actor runs; the old
@@ -120,6 +123,15 @@ const make = Effect.gen(function* () {
 
   const find = (id: string) => findDestination(store, id)
 
+  const { allowPrivateDestinations } = yield* BrokerConfig
+  /** The early answer to a URL on a non-public address; the sender refuses it at every connection too. */
+  const checkUrl = (url: string) =>
+    HttpSender.urlRefusal(url, { allowPrivateDestinations }).pipe(
+      Effect.flatMap((refusal) =>
+        refusal === undefined ? Effect.void : Effect.fail(new AdminApi.InvalidRequest({ field: "url", message: `url: ${refusal}` }))
+      )
+    )
+
   return Destinations.of({
     list: store.listDestinations.pipe(
       Effect.mapError(unavailable),
@@ -128,6 +140,7 @@ const make = Effect.gen(function* () {
     get: (id) => find(id).pipe(Effect.flatMap(view)),
     create: (input, actor) =>
       Effect.gen(function* () {
+        yield* checkUrl(input.url)
         const destination = Destination.makeDestination(input, {
           id: Envelope.makeEventId().toLowerCase(),
           secret: Signer.generateSecret(),
@@ -151,6 +164,7 @@ const make = Effect.gen(function* () {
     update: (id, patch, actor) =>
       Effect.gen(function* () {
         const current = yield* find(id)
+        if (patch.url !== undefined && patch.url !== current.url) yield* checkUrl(patch.url)
         const next = Destination.updateDestination(current, patch, yield* nowIso)
         yield* store.updateDestination(next).pipe(Effect.mapError(unavailable))
         yield* changed(id, "destination.updated", actor, patch)
@@ -201,7 +215,7 @@ const make = Effect.gen(function* () {
 export const layer: Layer.Layer<
   Destinations,
   never,
-  HistoryStore | Supervisor | Recorder | Nats | HealthStore | KeyVersions | LossLedger
+  HistoryStore | Supervisor | Recorder | Nats | HealthStore | KeyVersions | LossLedger | BrokerConfig
 > = Layer.effect(
   Destinations,
   make

@@ -3,10 +3,24 @@
  * or reset connection, an interruption — is a value the actor classifies (`ResponseClass`);
  * nothing here fails or throws, and nothing a receiver does can hold a sender past its timeout
  * or make it read more than a bounded number of bytes.
+ *
+ * Every connection is checked against the address policy (`AddressPolicy`) where it is made:
+ * a literal address before connecting, a name after it is resolved, on every new connection.
+ * So a URL checked when it was set cannot reach a private address later by resolving
+ * differently (DNS rebinding), and a redirect is never followed anywhere. A refused
+ * connection ends the attempt like a refused port: a failure, retried under the retry policy
+ * while the destination's health goes down, so a name that resolves to a public address again
+ * (or a configuration that allows the address) lets the events through, and otherwise they
+ * go `dead` when the policy gives up.
  */
 import { Context, Effect, Layer } from "effect"
-import { Agent, request } from "undici"
+import { lookup as dnsLookup } from "node:dns"
+import type { LookupAddress } from "node:dns"
+import type { LookupFunction } from "node:net"
+import { Agent, buildConnector, request } from "undici"
 import type { Dispatcher } from "undici"
+import * as AddressPolicy from "./AddressPolicy.js"
+import { BrokerConfig } from "./BrokerConfig.js"
 import { VERSION } from "./version.js"
 
 /** Response bytes read at most; smaller bodies are drained whole so the connection is reused. */
@@ -85,9 +99,103 @@ const messageOf = (error: unknown): string => {
     : error.message
 }
 
+/** Name resolution as `net.connect` calls it (`dns.lookup`'s signature). */
+export type Lookup = LookupFunction
+
+/** What the sender may connect to. */
+export interface SenderOptions {
+  /** `SLUICE_ALLOW_PRIVATE_DESTINATIONS`: connect to loopback, private, link-local and other non-public addresses too. */
+  readonly allowPrivateDestinations: boolean
+  /** Resolves names; `dns.lookup` unless a test stands in for a DNS server. */
+  readonly lookup?: Lookup
+}
+
+/** A connection the address policy refused; the message says which address and why. */
+export class AddressRefused extends Error {
+  readonly code = "SLUICE_ADDRESS_REFUSED"
+  override readonly name = "AddressRefused"
+}
+
+/** The first refusal among the addresses a name resolved to (a name with one non-public address is refused whole). */
+const refusalAmong = (host: string, addresses: ReadonlyArray<LookupAddress>, allowPrivate: boolean): string | undefined => {
+  for (const { address } of addresses) {
+    const refusal = AddressPolicy.refusal(host, address, allowPrivate)
+    if (refusal !== undefined) return refusal
+  }
+  return undefined
+}
+
+/** `lookup` that fails with `AddressRefused` when any address the name resolves to is not allowed. */
+const guardedLookup =
+  (options: SenderOptions): Lookup =>
+  (hostname, lookupOptions, callback) => {
+    const resolve = options.lookup ?? (dnsLookup as Lookup)
+    resolve(hostname, { ...lookupOptions, all: true }, (error, resolved, family) => {
+      const addresses: ReadonlyArray<LookupAddress> =
+        typeof resolved === "string" ? [{ address: resolved, family: family ?? 4 }] : (resolved ?? [])
+      const failure =
+        error ??
+        (addresses.length === 0
+          ? Object.assign(new Error(`${hostname} resolves to no address`), { code: "ENOTFOUND" })
+          : undefined)
+      const refusal = failure === undefined ? refusalAmong(hostname, addresses, options.allowPrivateDestinations) : undefined
+      const failed = failure ?? (refusal === undefined ? undefined : new AddressRefused(refusal))
+      if (failed !== undefined) return lookupOptions.all === true ? callback(failed, []) : callback(failed, "")
+      if (lookupOptions.all === true) return callback(null, [...addresses])
+      callback(null, addresses[0]!.address, addresses[0]!.family)
+    })
+  }
+
+/**
+ * undici's connector with the address policy in front: literal addresses are checked here
+ * (`net.connect` does not resolve them), names in the lookup it hands to `net.connect`.
+ */
+const guardedConnector = (options: SenderOptions): buildConnector.connector => {
+  const connect = buildConnector({ lookup: guardedLookup(options) })
+  return (connectOptions, callback) => {
+    const { hostname } = connectOptions
+    if (AddressPolicy.isAddress(hostname)) {
+      const refusal = AddressPolicy.refusal(hostname, hostname, options.allowPrivateDestinations)
+      if (refusal !== undefined) return callback(new AddressRefused(refusal), null)
+    }
+    return connect(connectOptions, callback)
+  }
+}
+
+/** How long a URL's host may take to resolve when the URL is set; past it the sender's check at connection time is what holds. */
+const SET_TIME_LOOKUP_MS = 5_000
+
+/**
+ * Why a destination may not have `url`, checked when an operator sets it: its literal address,
+ * or each address its host resolves to now. Undefined when allowed — and when the name does
+ * not resolve (yet): the sender checks every connection anyway, so a refusal here is only the
+ * early, clear answer.
+ */
+export const urlRefusal = (url: string, options: SenderOptions): Effect.Effect<string | undefined> => {
+  const host = new URL(url).hostname
+  if (AddressPolicy.isAddress(host)) return Effect.succeed(AddressPolicy.refusal(host, host, options.allowPrivateDestinations))
+  if (options.allowPrivateDestinations) return Effect.succeed(undefined)
+  const resolve = options.lookup ?? (dnsLookup as Lookup)
+  return Effect.async<ReadonlyArray<LookupAddress>>((resume) => {
+    resolve(host, { all: true }, (error, resolved) =>
+      resume(Effect.succeed(error !== null || typeof resolved === "string" ? [] : resolved))
+    )
+  }).pipe(
+    Effect.timeoutTo({ duration: SET_TIME_LOOKUP_MS, onTimeout: () => [], onSuccess: (addresses) => addresses }),
+    Effect.map((addresses) => refusalAmong(host, addresses, false))
+  )
+}
+
+const refusalIn = (error: unknown): AddressRefused | undefined => {
+  if (error instanceof AddressRefused) return error
+  return typeof error === "object" && error !== null && "cause" in error ? refusalIn(error.cause) : undefined
+}
+
 const timeoutCodes = new Set(["UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"])
 
 const describeError = (error: unknown, timeoutMs: number): string => {
+  const refused = refusalIn(error)
+  if (refused !== undefined) return `address refused: ${refused.message}`
   const code = codeOf(error)
   if (code !== undefined && timeoutCodes.has(code)) return `timeout after ${timeoutMs} ms`
   switch (code) {
@@ -151,27 +259,35 @@ const sendWith = async (agent: Agent, req: SendRequest, controller: AbortControl
   }
 }
 
-const make = Effect.gen(function* () {
-  // undici's `request` never follows redirects (that takes its redirect interceptor), so a
-  // 3xx comes back as is and is classified, not chased to an address nobody configured.
-  const agent = yield* Effect.acquireRelease(
-    Effect.sync(() => new Agent({ connections: connectionsPerOrigin, keepAliveTimeout: 4_000 })),
-    (agent) => Effect.promise(() => agent.close())
-  )
-  return HttpSender.of({
-    // One abort controller per request, the sender's own: `Effect.promise` with a signal would
-    // add a second, and a listener joining the two, to every request.
-    send: (req) =>
-      Effect.async<SendResult>((resume) => {
-        const controller = new AbortController()
-        sendWith(agent, req, controller).then(
-          (result) => resume(Effect.succeed(result)),
-          (defect: unknown) => resume(Effect.die(defect))
-        )
-        return Effect.sync(() => controller.abort(new Error("interrupted")))
-      })
+const make = (options: SenderOptions) =>
+  Effect.gen(function* () {
+    // undici's `request` never follows redirects (that takes its redirect interceptor), so a
+    // 3xx comes back as is and is classified, not chased to an address nobody configured.
+    const agent = yield* Effect.acquireRelease(
+      Effect.sync(
+        () => new Agent({ connections: connectionsPerOrigin, keepAliveTimeout: 4_000, connect: guardedConnector(options) })
+      ),
+      (agent) => Effect.promise(() => agent.close())
+    )
+    return HttpSender.of({
+      // One abort controller per request, the sender's own: `Effect.promise` with a signal would
+      // add a second, and a listener joining the two, to every request.
+      send: (req) =>
+        Effect.async<SendResult>((resume) => {
+          const controller = new AbortController()
+          sendWith(agent, req, controller).then(
+            (result) => resume(Effect.succeed(result)),
+            (defect: unknown) => resume(Effect.die(defect))
+          )
+          return Effect.sync(() => controller.abort(new Error("interrupted")))
+        })
+    })
   })
-})
 
-/** The real sender: one undici agent for the process, closed when the layer is released. */
-export const layer: Layer.Layer<HttpSender> = Layer.scoped(HttpSender, make)
+/** A sender with its own undici agent, closed when the layer is released. */
+export const layerWith = (options: SenderOptions): Layer.Layer<HttpSender> => Layer.scoped(HttpSender, make(options))
+
+/** The broker's sender: one undici agent for the process, connecting where the broker's settings allow. */
+export const layer: Layer.Layer<HttpSender, never, BrokerConfig> = Layer.unwrapEffect(
+  Effect.map(BrokerConfig, (settings) => layerWith({ allowPrivateDestinations: settings.allowPrivateDestinations }))
+)

@@ -9,6 +9,11 @@
  * Retrying is safe: publishing deduplicates by event id (or idempotency key), so a client
  * that got a 503 or no answer sends the same request again — with the same ids, which is
  * why a batch that may be retried should carry an `id` (or `idempotencyKey`) per event.
+ *
+ * The body is hostile until checked (`RequestBody`): read up to `SLUICE_MAX_INGEST_BYTES`
+ * (413), UTF-8 only, JSON nested at most `RequestBody.MAX_JSON_DEPTH` deep, strings free of
+ * what Postgres cannot store, then the envelope schema — each failure a 400 naming the field,
+ * and a batch stored only whole.
  */
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import type { HttpServerRequest } from "@effect/platform"
@@ -21,6 +26,7 @@ import { BrokerConfig } from "./BrokerConfig.js"
 import { eventStatus, recordedEvent } from "./EventStatus.js"
 import { HistoryStore } from "./HistoryStore.js"
 import { Nats } from "./Nats.js"
+import * as RequestBody from "./RequestBody.js"
 
 /** What a 503 asks the client to wait before retrying. */
 const RETRY_AFTER_SECONDS = 5
@@ -69,37 +75,16 @@ const unavailable = (message: string) =>
     headers: { "retry-after": String(RETRY_AFTER_SECONDS) }
   })
 
-/**
- * How much of an oversize body is still read, and dropped, before answering 413: a client
- * that is still sending gets the answer, where closing the connection on it (what the
- * platform's `MaxBodySize` does) shows as a reset connection instead. Beyond this, it is
- * cut off.
- */
-const DRAIN_BYTES = 16 * 1024 * 1024
-
 /** The body as text, or 413 when it has more than `maxBytes`. */
-const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes: number) => {
-  const tooLarge = new AdminApi.PayloadTooLarge({
-    message: `the request body is larger than ${maxBytes} bytes (SLUICE_MAX_INGEST_BYTES); send fewer events per request`,
-    maxBytes
-  })
-  if (Number(request.headers["content-length"] ?? 0) > maxBytes + DRAIN_BYTES) return Effect.fail(tooLarge)
-  return request.stream.pipe(
-    Stream.runFoldWhile(
-      { bytes: 0, kept: [] as Array<Uint8Array> },
-      (read) => read.bytes <= maxBytes + DRAIN_BYTES,
-      (read, chunk) => {
-        const bytes = read.bytes + chunk.length
-        if (bytes <= maxBytes) read.kept.push(chunk)
-        return { bytes, kept: read.kept }
-      }
-    ),
-    Effect.mapError((error) => invalid("(body)", `cannot be read: ${error.message}`)),
-    Effect.flatMap((read) =>
-      read.bytes > maxBytes ? Effect.fail(tooLarge) : Effect.succeed(Buffer.concat(read.kept).toString("utf8"))
-    )
-  )
-}
+const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes: number) =>
+  RequestBody.readBytes(
+    request,
+    maxBytes,
+    new AdminApi.PayloadTooLarge({
+      message: `the request body is larger than ${maxBytes} bytes (SLUICE_MAX_INGEST_BYTES); send fewer events per request`,
+      maxBytes
+    })
+  ).pipe(Effect.flatMap(RequestBody.decodeUtf8))
 
 const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
@@ -107,19 +92,28 @@ const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "obj
 const inputsOf = (
   text: string
 ): Either.Either<{ readonly inputs: ReadonlyArray<unknown>; readonly batch: boolean }, AdminApi.InvalidRequest> => {
-  let body: unknown
-  try {
-    body = JSON.parse(text)
-  } catch (error) {
-    return Either.left(invalid("(body)", `must be JSON: ${(error as Error).message}`))
-  }
+  const parsed = RequestBody.parseJson(text)
+  if (Either.isLeft(parsed)) return Either.left(parsed.left)
+  const body = parsed.right
   if (!isRecord(body)) return Either.left(invalid("(body)", 'must be one event object or { "events": [...] }'))
-  if (!("events" in body)) return Either.right({ inputs: [body], batch: false })
+  if (!("events" in body)) return checked([body], false)
   const extra = Object.keys(body).find((key) => key !== "events")
   if (extra !== undefined) return Either.left(invalid(extra, 'a batch holds only "events"'))
   if (!Array.isArray(body.events)) return Either.left(invalid("events", "must be an array of events"))
   if (body.events.length === 0) return Either.left(invalid("events", "must hold at least one event"))
-  return Either.right({ inputs: body.events, batch: true })
+  return checked(body.events, true)
+}
+
+/** The inputs, once each event passed `RequestBody.checkJson` (nesting counted from the event, so a batch nests as deep as one event). */
+const checked = (
+  inputs: ReadonlyArray<unknown>,
+  batch: boolean
+): Either.Either<{ readonly inputs: ReadonlyArray<unknown>; readonly batch: boolean }, AdminApi.InvalidRequest> => {
+  for (const [index, input] of inputs.entries()) {
+    const problem = RequestBody.checkJson(input, batch ? ["events", String(index)] : [])
+    if (problem !== undefined) return Either.left(problem)
+  }
+  return Either.right({ inputs, batch })
 }
 
 const decodeIdempotencyKey = Schema.decodeUnknownEither(Envelope.IdempotencyKey)

@@ -9,6 +9,7 @@ import { and, asc, desc, eq, exists, getTableColumns, gt, gte, inArray, isNull, 
 import type { PgColumn, PgTable } from "drizzle-orm/pg-core"
 import { Array, Effect, Layer, Option } from "effect"
 import { Database, type HistoryDatabase } from "./Database.js"
+import * as SecretBox from "./SecretBox.js"
 import type { AttemptFinished, DeliveryChanged, Fact, HealthChanged, OperatorActed } from "./Fact.js"
 import { describeCause, HistoryUnavailable } from "./HistoryError.js"
 import { attempts, auditLog, deliveries, destinations, events, healthTransitions, idempotencyKeys } from "./HistorySchema.js"
@@ -56,8 +57,22 @@ const rowsFromJson = <T extends PgTable>(table: T, rows: ReadonlyArray<T["$infer
     return column.default === undefined ? value : sql`coalesce(${value}, ${column.default})`
   })
   const definition = columns.map(([key, column]) => sql`${sql.identifier(key)} ${sql.raw(column.getSQLType())}`)
-  return sql`select ${sql.join(selected, sql`, `)} from json_to_recordset(${JSON.stringify(rows)}::json) as r(${sql.join(definition, sql`, `)})`
+  return sql`select ${sql.join(selected, sql`, `)} from json_to_recordset(${storableJson(JSON.stringify(rows))}::json) as r(${sql.join(definition, sql`, `)})`
 }
+
+/** A `\u0000` or lone-surrogate escape, unless its backslash is itself escaped (an even run of backslashes before it). */
+const unstorableEscape = /(?<!\\)((?:\\\\)*)\\u(?:0000|d[89a-f][0-9a-f]{2})/gi
+
+/**
+ * JSON text as Postgres can store it: it refuses U+0000 and unpaired surrogates in `text` and
+ * `jsonb`, and one such string would fail the whole batch again at every retry, stopping the
+ * history. `JSON.stringify` writes both as `\u` escapes (and never escapes a valid pair), so
+ * they are replaced there by U+FFFD, as a lossy decoder would. HTTP ingest refuses such
+ * events; this keeps the history going for those published otherwise (the SDK, the outbox)
+ * and for text from receivers. What is delivered is unchanged: only the history's copy differs.
+ */
+export const storableJson = (json: string): string =>
+  json.includes("\\u0000") || /\\ud[89a-f]/i.test(json) ? json.replace(unstorableEscape, "$1\\ufffd") : json
 
 const toDate = (timestamp: string): Date => new Date(timestamp)
 const toIso = (date: Date): string => date.toISOString()
@@ -75,21 +90,47 @@ const withDefaults = (stored: Partial<Destination.DestinationSettings>): Destina
   health: { ...Destination.defaultSettings.health, ...stored.health }
 })
 
-const fromDestinationRow = (row: DestinationRow): Destination.Destination => ({
-  id: row.id,
-  name: row.name,
-  url: row.url,
-  subscriptions: row.subscriptions,
-  secret: row.secret,
-  ...withDefaults(row.settings),
-  createdAt: toIso(row.createdAt),
-  updatedAt: toIso(row.updatedAt)
-})
-
-const toDestinationRow = (destination: Destination.Destination): DestinationRow => {
-  const { id, name, url, subscriptions, secret, createdAt, updatedAt, ...settings } = destination
-  return { id, name, url, subscriptions, secret, settings, createdAt: toDate(createdAt), updatedAt: toDate(updatedAt) }
+/**
+ * How a destination's secret is kept in its row: sealed by the box (see `SecretBox`). A row
+ * written before encryption holds the plain secret; it is read as it is and sealed on its
+ * next write.
+ */
+interface SecretCodec {
+  readonly toRow: (secret: string, destinationId: string) => string
+  /** Throws `SecretUnreadable`; run inside a query, it fails the query with the reason. */
+  readonly fromRow: (stored: string, destinationId: string) => string
 }
+
+const secretCodec = (box: SecretBox.SecretBox["Type"]): SecretCodec => ({ toRow: box.seal, fromRow: box.open })
+
+const fromDestinationRow =
+  (secrets: SecretCodec) =>
+  (row: DestinationRow): Destination.Destination => ({
+    id: row.id,
+    name: row.name,
+    url: row.url,
+    subscriptions: row.subscriptions,
+    secret: secrets.fromRow(row.secret, row.id),
+    ...withDefaults(row.settings),
+    createdAt: toIso(row.createdAt),
+    updatedAt: toIso(row.updatedAt)
+  })
+
+const toDestinationRow =
+  (secrets: SecretCodec) =>
+  (destination: Destination.Destination): DestinationRow => {
+    const { id, name, url, subscriptions, secret, createdAt, updatedAt, ...settings } = destination
+    return {
+      id,
+      name,
+      url,
+      subscriptions,
+      secret: secrets.toRow(secret, id),
+      settings,
+      createdAt: toDate(createdAt),
+      updatedAt: toDate(updatedAt)
+    }
+  }
 
 // ---- events
 
@@ -254,15 +295,18 @@ const insertHealthTransitions = (db: HistoryDatabase, facts: ReadonlyArray<Healt
   inChunks(facts, (chunk) =>
     db
       .insert(healthTransitions)
-      .values(
-        chunk.map((f) => ({
-          id: f.id,
-          destinationId: f.destinationId,
-          fromState: f.from,
-          toState: f.to,
-          reason: f.reason,
-          at: toDate(f.at)
-        }))
+      .select(
+        rowsFromJson(
+          healthTransitions,
+          chunk.map((f) => ({
+            id: f.id,
+            destinationId: f.destinationId,
+            fromState: f.from,
+            toState: f.to,
+            reason: f.reason,
+            at: toDate(f.at)
+          }))
+        )
       )
       .onConflictDoNothing({ target: healthTransitions.id })
   )
@@ -271,15 +315,18 @@ const insertAuditEntries = (db: HistoryDatabase, facts: ReadonlyArray<OperatorAc
   inChunks(facts, (chunk) =>
     db
       .insert(auditLog)
-      .values(
-        chunk.map((f) => ({
-          id: f.id,
-          at: toDate(f.at),
-          actor: f.actor,
-          action: f.action,
-          destinationId: f.destinationId,
-          details: f.details ?? null
-        }))
+      .select(
+        rowsFromJson(
+          auditLog,
+          chunk.map((f) => ({
+            id: f.id,
+            at: toDate(f.at),
+            actor: f.actor,
+            action: f.action,
+            destinationId: f.destinationId,
+            details: f.details ?? null
+          }))
+        )
       )
       .onConflictDoNothing({ target: auditLog.id })
   )
@@ -407,7 +454,8 @@ const deliveryFilter = (db: HistoryDatabase, destinationId: string | undefined, 
 const listEvents = async (
   db: HistoryDatabase,
   query: History.EventQuery,
-  position: Option.Option<Position>
+  position: Option.Option<Position>,
+  secrets: SecretCodec
 ): Promise<History.EventPage> => {
   const limit = query.limit ?? DEFAULT_PAGE_SIZE
   const rows = await db
@@ -448,7 +496,7 @@ const listEvents = async (
         page.items.map((e) => e.id)
       )
     )
-  const all = (await db.select().from(destinations)).map(fromDestinationRow)
+  const all = (await db.select().from(destinations)).map(fromDestinationRow(secrets))
   return {
     items: page.items.map((event) =>
       toSummary(
@@ -662,8 +710,11 @@ const deleteOldAuditEntries = (db: HistoryDatabase, olderThan: Date, limit: numb
     .returning({ id: auditLog.id })
     .then((rows) => rows.length)
 
-const make = Effect.gen(function* () {
+const make = (box: SecretBox.SecretBox["Type"]) => Effect.gen(function* () {
   const { db } = yield* Database
+  const secrets = secretCodec(box)
+  const fromRow = fromDestinationRow(secrets)
+  const toRow = toDestinationRow(secrets)
   const query = <A>(what: string, run: (db: HistoryDatabase) => Promise<A>): Effect.Effect<A, HistoryUnavailable> =>
     Effect.tryPromise({
       try: () => run(db),
@@ -671,18 +722,19 @@ const make = Effect.gen(function* () {
     })
 
   return HistoryStore.of({
-    listDestinations: query("listing destinations", (db) =>
-      db.select().from(destinations).orderBy(asc(destinations.id))
-    ).pipe(Effect.map(Array.map(fromDestinationRow))),
+    // Rows become destinations inside the query, so a secret that cannot be opened fails it with the reason.
+    listDestinations: query("listing destinations", async (db) =>
+      (await db.select().from(destinations).orderBy(asc(destinations.id))).map(fromRow)
+    ),
     getDestination: (id) =>
-      query(`reading destination ${id}`, (db) => db.select().from(destinations).where(eq(destinations.id, id))).pipe(
-        Effect.map((rows) => Array.head(rows).pipe(Option.map(fromDestinationRow)))
+      query(`reading destination ${id}`, async (db) =>
+        Array.head((await db.select().from(destinations).where(eq(destinations.id, id))).map(fromRow))
       ),
     insertDestination: (destination) =>
       query(`creating destination ${destination.id}`, (db) =>
         db
           .insert(destinations)
-          .values(toDestinationRow(destination))
+          .values(toRow(destination))
           .onConflictDoNothing({ target: destinations.id })
           .returning({ id: destinations.id })
       ).pipe(
@@ -691,7 +743,7 @@ const make = Effect.gen(function* () {
       ),
     updateDestination: (destination) =>
       query(`updating destination ${destination.id}`, (db) => {
-        const { id: _id, ...changes } = toDestinationRow(destination)
+        const { id: _id, ...changes } = toRow(destination)
         return db.update(destinations).set(changes).where(eq(destinations.id, destination.id))
       }).pipe(Effect.asVoid),
     deleteDestination: (id) =>
@@ -755,7 +807,7 @@ const make = Effect.gen(function* () {
         }))
       }),
     listEvents: (q) =>
-      decodeCursor(q.cursor).pipe(Effect.flatMap((position) => query("listing events", (db) => listEvents(db, q, position)))),
+      decodeCursor(q.cursor).pipe(Effect.flatMap((position) => query("listing events", (db) => listEvents(db, q, position, secrets)))),
     healthTimeline: (destinationId, limit) =>
       query(`reading the health of ${destinationId}`, (db) => healthTimeline(db, destinationId, limit)),
     listAudit: (q) =>
@@ -805,5 +857,8 @@ const make = Effect.gen(function* () {
   })
 })
 
-/** The history store on the database the `Database` layer opened. */
-export const layer: Layer.Layer<HistoryStore, never, Database> = Layer.effect(HistoryStore, make)
+/** The history store on the database the `Database` layer opened, sealing destination secrets with the `SecretBox`. */
+export const layer: Layer.Layer<HistoryStore, never, Database | SecretBox.SecretBox> = Layer.effect(
+  HistoryStore,
+  Effect.flatMap(SecretBox.SecretBox, make)
+)

@@ -51,14 +51,6 @@ export const unsendableHeaders = (headers: Envelope.Envelope["headers"]): string
   return undefined
 }
 
-/**
- * Text as the history database can store it. Postgres refuses NUL in text, and one refused
- * fact fails its whole batch every time it is retried: the history of every destination
- * would stop. Reasons quote bad input and excerpts quote receivers, so both pass through here.
- */
-export const storable = <A extends string | null>(text: A): A =>
-  (text !== null && text.includes("\u0000") ? text.replaceAll("\u0000", "\uFFFD") : text) as A
-
 const isEventId = Schema.is(Envelope.EventId)
 
 /** The id to record an undecodable message under: its event-id header if that is a valid id, else its stream position. */

@@ -7,6 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import type { History, States } from "@sluice/protocol"
 import { inArray } from "drizzle-orm"
 import { Duration, Effect, Layer, Option, Queue, TestClock } from "effect"
+import { randomBytes } from "node:crypto"
 import { throwawayDatabase } from "../../../test/helpers/postgres.js"
 import * as BrokerConfig from "../src/BrokerConfig.js"
 import * as Database from "../src/Database.js"
@@ -15,6 +16,9 @@ import * as HistoryPruner from "../src/HistoryPruner.js"
 import * as HistorySchema from "../src/HistorySchema.js"
 import { HistoryStore, HistoryUnavailable, layerMemory } from "../src/HistoryStore.js"
 import * as PgHistoryStore from "../src/PgHistoryStore.js"
+import * as SecretBox from "../src/SecretBox.js"
+
+const store = PgHistoryStore.layer.pipe(Layer.provide(SecretBox.layerKey(randomBytes(32))))
 
 const DAY = 86_400_000
 const start = Date.parse("2026-10-01T00:00:00.000Z")
@@ -213,7 +217,7 @@ const databaseSuite = (fresh: () => Layer.Layer<HistoryStore | Database.Database
 
 describe("prune, in memory", () => pruneSuite(() => layerMemory))
 
-const onPglite = () => PgHistoryStore.layer.pipe(Layer.provideMerge(Database.layerPglite(undefined)))
+const onPglite = () => store.pipe(Layer.provideMerge(Database.layerPglite(undefined)))
 
 describe("prune, PgHistoryStore on PGlite", () => {
   pruneSuite(onPglite)
@@ -221,7 +225,7 @@ describe("prune, PgHistoryStore on PGlite", () => {
 })
 
 const onPostgres = () =>
-  PgHistoryStore.layer.pipe(Layer.provideMerge(Layer.unwrapScoped(Effect.map(throwawayDatabase, Database.layerPostgres))))
+  store.pipe(Layer.provideMerge(Layer.unwrapScoped(Effect.map(throwawayDatabase, Database.layerPostgres))))
 
 describe("prune, PgHistoryStore on Postgres", () => {
   pruneSuite(onPostgres)

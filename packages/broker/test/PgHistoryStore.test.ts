@@ -15,6 +15,10 @@ import { AttemptFinished, DeliveryChanged, HealthChanged, OperatorActed } from "
 import * as HistorySchema from "../src/HistorySchema.js"
 import { HistoryStore, layerMemory } from "../src/HistoryStore.js"
 import * as PgHistoryStore from "../src/PgHistoryStore.js"
+import * as SecretBox from "../src/SecretBox.js"
+
+/** The store with a box of its own: secrets sealed as in a broker. */
+const store = PgHistoryStore.layer.pipe(Layer.provide(SecretBox.layerKey(randomBytes(32))))
 
 const uid = (prefix: string) => `${prefix}-${randomBytes(4).toString("hex")}`
 const base = Date.parse("2026-11-23T09:00:00.000Z")
@@ -615,7 +619,7 @@ layer(layerMemory)("in-memory HistoryStore", (it) => {
   listingSuite(it)
 })
 
-layer(PgHistoryStore.layer.pipe(Layer.provideMerge(Database.layerPglite(undefined))))("PgHistoryStore on PGlite", (it) => {
+layer(store.pipe(Layer.provideMerge(Database.layerPglite(undefined))))("PgHistoryStore on PGlite", (it) => {
   historySuite(it)
   listingSuite(it)
   databaseSuite(it)
@@ -623,7 +627,7 @@ layer(PgHistoryStore.layer.pipe(Layer.provideMerge(Database.layerPglite(undefine
 
 const onThrowawayPostgres = Layer.unwrapScoped(Effect.map(throwawayDatabase, Database.layerPostgres))
 
-layer(PgHistoryStore.layer.pipe(Layer.provideMerge(onThrowawayPostgres)))("PgHistoryStore on Postgres", (it) => {
+layer(store.pipe(Layer.provideMerge(onThrowawayPostgres)))("PgHistoryStore on Postgres", (it) => {
   historySuite(it)
   listingSuite(it)
   databaseSuite(it)
@@ -659,7 +663,7 @@ layer(Layer.empty)("Database", (it) => {
         (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
       )
       const dataDir = join(root, "nested", "pglite")
-      const open = PgHistoryStore.layer.pipe(Layer.provide(Database.layerPglite(dataDir)))
+      const open = store.pipe(Layer.provide(Database.layerPglite(dataDir)))
       const created = destination(uid("dest"))
       yield* HistoryStore.pipe(
         Effect.flatMap((store) => store.insertDestination(created)),
