@@ -40,6 +40,14 @@ layer(NatsFixture.layer, { timeout: 120_000, excludeTestServices: true })("desti
         { timeoutMs: 30_000, description: "three destinations held by each broker" }
       )
       expect(split.size).toBe(6)
+      // The admin API names the holder, whichever broker answers.
+      for (const id of ids) {
+        const owner = yield* waitForEffect(
+          a.client.destinations.get({ path: { id } }).pipe(Effect.map((view) => view.owner)),
+          { description: `the owner of ${id} in the admin API` }
+        )
+        expect(owner).toBe(split.get(id))
+      }
 
       const sluice = yield* producer(nats.url)
       yield* sluice.publishMany(ids.map((id) => ({ type: `own.${id}`, data: { round: 1 } })))

@@ -241,6 +241,12 @@ const StatsView = ({ stats, destination }: { readonly stats: History.Destination
         <Stat label="Failed (dead)" value={formatCount(stats.states.dead)} bad={stats.states.dead > 0} />
         <Stat label="Retrying" value={formatCount(stats.states.errored)} />
         <Stat label="Queued" value={formatCount(stats.states.queued + stats.states.processing)} />
+        <Stat
+          label="Runs on"
+          value={destination.owner ?? "—"}
+          detail={destination.owner === undefined ? "no broker process holds it right now" : "broker process"}
+          compact
+        />
         {stats.latency.map((l) => (
           <Stat
             key={l.window}

@@ -11,6 +11,7 @@ import * as Fact from "./Fact.js"
 import * as HealthMachine from "./HealthMachine.js"
 import type { HealthUnavailable } from "./HealthStore.js"
 import { KeyVersions } from "./KeyVersions.js"
+import { Leases } from "./Leases.js"
 import { LossLedger } from "./LossLedger.js"
 import { HealthStore } from "./HealthStore.js"
 import type { HistoryUnavailable } from "./HistoryStore.js"
@@ -104,12 +105,14 @@ const make = Effect.gen(function* () {
   const healthStore = yield* HealthStore
   const keyVersions = yield* KeyVersions
   const ledger = yield* LossLedger
+  const leases = yield* Leases
   const view = (d: D.Destination) =>
     Effect.all([
       healthStore.get(d).pipe(Effect.mapError(unavailable)),
       // The alert is extra: a ledger that cannot be read does not hide the destination.
-      ledger.peek(d.id).pipe(Effect.orElseSucceed(() => undefined))
-    ]).pipe(Effect.map(([status, lost]) => Destination.toView(d, HealthMachine.toHealth(status), lost)))
+      ledger.peek(d.id).pipe(Effect.orElseSucceed(() => undefined)),
+      leases.holder(d.id)
+    ]).pipe(Effect.map(([status, lostEvents, owner]) => Destination.toView(d, HealthMachine.toHealth(status), { lostEvents, owner })))
   const nowIso = Clock.currentTimeMillis.pipe(Effect.map((ms) => new Date(ms).toISOString()))
 
   const changed = (id: string, action: string, actor: string, details: unknown) =>
@@ -207,7 +210,7 @@ const make = Effect.gen(function* () {
             details: result.change
           })
         )
-        return Destination.toView(destination, HealthMachine.toHealth(result.status))
+        return Destination.toView(destination, HealthMachine.toHealth(result.status), { owner: yield* leases.holder(id) })
       })
   })
 })
@@ -215,7 +218,7 @@ const make = Effect.gen(function* () {
 export const layer: Layer.Layer<
   Destinations,
   never,
-  HistoryStore | Supervisor | Recorder | Nats | HealthStore | KeyVersions | LossLedger | BrokerConfig
+  HistoryStore | Supervisor | Recorder | Nats | HealthStore | KeyVersions | LossLedger | Leases | BrokerConfig
 > = Layer.effect(
   Destinations,
   make

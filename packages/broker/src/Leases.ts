@@ -11,7 +11,7 @@ import { Context, Data, Duration, Effect, Either, Layer, Option, Schema } from "
 import { randomBytes } from "node:crypto"
 import { BrokerConfig } from "./BrokerConfig.js"
 import * as KvBucket from "./KvBucket.js"
-import type * as LeasePolicy from "./LeasePolicy.js"
+import * as LeasePolicy from "./LeasePolicy.js"
 import { Nats } from "./Nats.js"
 
 export const LEASES_BUCKET = "sluice_leases"
@@ -34,6 +34,8 @@ export class Leases extends Context.Tag("@sluice/broker/Leases")<
     readonly leases: Effect.Effect<ReadonlyMap<string, Held>>
     /** Every announced process, live or not. */
     readonly members: Effect.Effect<ReadonlyMap<string, LeasePolicy.Member>>
+    /** The name of the process holding the destination's lease in force, as far as this process can see. */
+    readonly holder: (destinationId: string) => Effect.Effect<string | undefined>
     /**
      * Renews this process's membership — and with it every lease it holds — and tells the
      * others how many more leases it wants. Answers until when the leases are in force.
@@ -119,6 +121,11 @@ export const layer: Layer.Layer<Leases, LeasesUnavailable, Nats | BrokerConfig> 
       ttlMs,
       leases: Effect.sync(() => leases.current),
       members: Effect.sync(() => members.current),
+      holder: (destinationId) =>
+        Effect.map(now, (at) => {
+          const held = leases.current.get(destinationId)
+          return LeasePolicy.inForce(held, members.current, at) ? held.name : undefined
+        }),
       announce: (wants) =>
         Effect.gen(function* () {
           const expiresAt = (yield* now) + ttlMs

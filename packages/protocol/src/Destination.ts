@@ -164,7 +164,9 @@ export const DestinationView = Schema.Struct({
   secretHint: Schema.String,
   health: Health,
   /** Losses its next `sluice.sync_error` event will report; absent when there are none. */
-  lostEvents: Schema.optional(LostEvents)
+  lostEvents: Schema.optional(LostEvents),
+  /** The broker process (`SLUICE_PROCESS_NAME`) running its actor now; absent while none does. */
+  owner: Schema.optional(Schema.String)
 }).annotations({ identifier: "DestinationView" })
 export type DestinationView = typeof DestinationView.Type
 
@@ -242,7 +244,17 @@ export const updateDestination = (destination: Destination, patch: UpdateDestina
 /** Enough of a secret to tell two apart, never enough to use. */
 export const secretHint = (secret: string): string => `${secret.slice(0, 10)}…`
 
-export const toView = (destination: Destination, health: Health, lostEvents?: LostEvents): DestinationView => {
+export const toView = (
+  destination: Destination,
+  health: Health,
+  extra: { readonly lostEvents?: LostEvents | undefined; readonly owner?: string | undefined } = {}
+): DestinationView => {
   const { secret, ...rest } = destination
-  return { ...rest, secretHint: secretHint(secret), health, ...(lostEvents === undefined ? {} : { lostEvents }) }
+  return {
+    ...rest,
+    secretHint: secretHint(secret),
+    health,
+    ...(extra.lostEvents === undefined ? {} : { lostEvents: extra.lostEvents }),
+    ...(extra.owner === undefined ? {} : { owner: extra.owner })
+  }
 }
