@@ -6,8 +6,8 @@
  */
 import { FetchHttpClient, HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { Auth, BrokerConfig } from "@sluice/broker"
-import { AdminApi } from "@sluice/protocol"
-import { Config, Context, Effect, Layer, Option, Redacted } from "effect"
+import { AdminApi, Envelope } from "@sluice/protocol"
+import { Config, Context, Effect, Layer, Option, ParseResult, Redacted } from "effect"
 import { readFile } from "node:fs/promises"
 import { join } from "node:path"
 
@@ -57,7 +57,14 @@ export const describeError = (error: unknown): string => {
   if (typeof error === "object" && error !== null) {
     const e = error as { _tag?: string; message?: string; reason?: string; cause?: unknown }
     if (e._tag === "RequestError") return `cannot reach the Sluice admin API (${String(e.cause ?? e.reason)}); is \`sluice start\` running?`
-    if (e._tag === "HttpApiDecodeError" || e._tag === "ParseError") return `invalid request: ${e.message}`
+    // One line naming the field, as the broker answers, not the whole schema tree.
+    if (ParseResult.isParseError(error)) return `invalid request: ${Envelope.describeParseError(error).message}`
+    if (e._tag === "HttpApiDecodeError") {
+      const issues = (error as { issues?: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }> }).issues ?? []
+      const first = issues[0]
+      if (first !== undefined) return `invalid request: ${first.path.map(String).join(".") || "(root)"}: ${first.message}`
+      return `invalid request: ${e.message}`
+    }
     if (e._tag === "Unauthorized") return `${e.message} — pass --admin-token or set SLUICE_ADMIN_TOKEN`
     if (e.message) return e.message
   }
