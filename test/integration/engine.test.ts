@@ -10,17 +10,7 @@ import { query, withJsm } from "../helpers/inspect.js"
 import { NatsFixture } from "../helpers/nats.js"
 import { scopedReceiver } from "../helpers/receiver.js"
 import { waitForEffect } from "../helpers/waitFor.js"
-
-/** The most values of `times` (ms) that fall in any window of `windowMs`. */
-const maxInWindow = (times: ReadonlyArray<number>, windowMs = 1_000): number => {
-  const sorted = [...times].sort((a, b) => a - b)
-  let max = 0
-  for (let i = 0, j = 0; j < sorted.length; j++) {
-    while (sorted[j]! - sorted[i]! >= windowMs) i++
-    max = Math.max(max, j - i + 1)
-  }
-  return max
-}
+import { maxInWindow } from "../helpers/windows.js"
 
 /** Request start times the broker recorded for a destination's attempts. */
 const attemptStarts = (databaseUrl: string, destinationId: string) =>

@@ -233,12 +233,13 @@ const monotonicMillis = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nan
 const tickEvery = (policy: Destination.HealthPolicy) => Math.max(100, Math.min(60_000, policy.disableAfterMs / 10))
 
 /**
- * Messages still out from an earlier holder of an ordered destination's consumer — an actor
- * that crashed, a process killed or cut off, a nats-server restart that swallowed a pull in
- * transit — come back only after their ack wait. Pulling before then would deliver newer
- * events of their keys first; pulling after it gets them first, since JetStream serves
- * redeliveries before new messages. So an ordered destination with messages out waits one
- * ack wait before it starts; one whose earlier actor gave everything back starts at once.
+ * Messages still out from an earlier holder of an ordered destination's consumer that may not
+ * have given them back — an actor that failed (a nats-server restart may also have swallowed
+ * a pull in transit), a process killed or cut off — come back only after their ack wait.
+ * Pulling before then would deliver newer events of their keys first; pulling after it gets
+ * them first, since JetStream serves redeliveries before new messages. So such an actor waits
+ * one ack wait before it starts. (Given-back messages count as outstanding too until they are
+ * acknowledged, so an actor whose predecessor stopped cleanly does not look.)
  */
 const awaitOutstanding = (destination: Destination.Destination) =>
   Effect.gen(function* () {
@@ -248,7 +249,8 @@ const awaitOutstanding = (destination: Destination.Destination) =>
       jsm.consumers.info(Subjects.EVENTS_STREAM, Subjects.destinationConsumer(destination.id))
     ).pipe(
       Effect.map((info) => info.num_ack_pending),
-      Effect.orElseSucceed(() => 0)
+      // Not knowing is treated as having some out.
+      Effect.orElseSucceed(() => 1)
     )
     if (outstanding === 0) return
     yield* Effect.logInfo(`${outstanding} messages still out from an earlier actor: starting after their ack wait`)
@@ -260,13 +262,19 @@ const awaitOutstanding = (destination: Destination.Destination) =>
  * it). `settings` brings the changes that apply without a restart: URL, secret, headers,
  * timeout, rate limit, retry and health policies.
  */
-export const run = (settings: SubscriptionRef.SubscriptionRef<Destination.Destination>) =>
+export const run = (
+  settings: SubscriptionRef.SubscriptionRef<Destination.Destination>,
+  options: {
+    /** The previous holder may not have given back what it held: a takeover, a restart after a failure. */
+    readonly afterUncleanStop: boolean
+  }
+) =>
   Effect.scoped(
     Effect.gen(function* () {
       const initial = yield* SubscriptionRef.get(settings)
       const consumer: Consumer = yield* ensureConsumer(initial)
       const replays: Consumer = yield* ensureReplayConsumer(initial)
-      yield* awaitOutstanding(initial)
+      if (options.afterUncleanStop) yield* awaitOutstanding(initial)
       const sender = yield* HttpSender
       const recorder = yield* Recorder
       const healthStore = yield* HealthStore

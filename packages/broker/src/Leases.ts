@@ -81,13 +81,17 @@ export const layer: Layer.Layer<Leases, LeasesUnavailable, Nats | BrokerConfig> 
     const tryKv = <A>(f: () => Promise<A>) =>
       Effect.tryPromise({ try: f, catch: (cause) => (KvBucket.isConflict(cause) ? new Lost() : unavailable(cause)) })
 
-    // Entries of dead processes and removed destinations age out; live ones are rewritten every third of a TTL.
-    const keep = Math.max(60_000, 10 * ttlMs)
+    // Entries of dead processes age out (live ones are rewritten every round). Leases must not:
+    // one is written only when taken, and an aged-out lease would look free while its holder runs.
     const [leaseKv, memberKv] = yield* Effect.tryPromise({
       try: () =>
         Promise.all([
-          KvBucket.open(js, LEASES_BUCKET, { replicas, description: "Sluice: which broker process runs each destination", ttlMs: keep }),
-          KvBucket.open(js, MEMBERS_BUCKET, { replicas, description: "Sluice: live broker processes", ttlMs: keep })
+          KvBucket.open(js, LEASES_BUCKET, { replicas, description: "Sluice: which broker process runs each destination" }),
+          KvBucket.open(js, MEMBERS_BUCKET, {
+            replicas,
+            description: "Sluice: live broker processes",
+            ttlMs: Math.max(60_000, 10 * ttlMs)
+          })
         ]),
       catch: unavailable
     })
@@ -130,17 +134,22 @@ export const layer: Layer.Layer<Leases, LeasesUnavailable, Nats | BrokerConfig> 
         Effect.gen(function* () {
           const expiresAt = (yield* now) + ttlMs
           const value = encodeMember({ name: config.processName, expiresAt, wants })
-          memberRevision = yield* tryKv(() =>
-            memberRevision === 0 ? memberKv.create(self, value) : memberKv.update(self, value, memberRevision)
+          const write = (revision: number) =>
+            tryKv(() => (revision === 0 ? memberKv.create(self, value) : memberKv.update(self, value, revision)))
+          memberRevision = yield* write(memberRevision).pipe(
+            // Only this process writes its entry: a lost compare-and-set means a write whose answer
+            // never came (NATS went away meanwhile) or an entry that aged out. Start from what is stored.
+            Effect.catchTag("Lost", () =>
+              tryKv(() => memberKv.get(self)).pipe(
+                Effect.flatMap((entry) => write(entry === null || entry.operation !== "PUT" ? 0 : entry.revision))
+              )
+            )
           )
           return expiresAt
         }).pipe(
-          // Only this process writes its entry: a lost compare-and-set means it aged out of the bucket.
-          Effect.catchTag("Lost", () =>
-            Effect.fail(unavailable(`membership entry ${self} changed by someone else or aged out; announcing anew`)).pipe(
-              Effect.ensuring(Effect.sync(() => (memberRevision = 0)))
-            )
-          )
+          Effect.catchTag("Lost", () => Effect.fail(unavailable(`membership entry ${self} is being written by someone else`))),
+          // The write and the revision it answers go together.
+          Effect.uninterruptible
         ),
       acquire: (destinationId) =>
         Effect.gen(function* () {

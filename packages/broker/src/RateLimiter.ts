@@ -183,20 +183,29 @@ export const make = (limit: RateLimit | null): Effect.Effect<RateLimiter> =>
         yield* Deferred.succeed(previous, undefined)
       })
 
-    /** Either the slot taken, or how long to sleep towards it unless the settings change first. */
-    type Wait = { readonly at: number } | { readonly ms: number; readonly changed: Deferred.Deferred<void> }
-    const slotAt = (now: number) =>
+    /**
+     * Either the slot taken — with the wall-clock time it was taken at — or how long to sleep
+     * towards it unless the settings change first. Both clocks are read and the slot taken in
+     * one step: with a fiber switch in between, a start would be recorded and signed later
+     * than the limiter counted it, and two recorded starts could fall closer than the window.
+     */
+    type Wait = { readonly wall: number } | { readonly ms: number; readonly changed: Deferred.Deferred<void> }
+    const slot = Effect.clockWith((clock) =>
       Ref.modify(settings, (current): readonly [Wait, Settings] => {
+        const read = onTimeline(timeline, Number(clock.unsafeCurrentTimeNanos() / 1_000_000n))
+        timeline = read.timeline
+        const now = read.now
         const factor = current.factor * throttleFactor(current.throttle, now)
-        const slot = reserve(current.state, now, current.limit, factor)
-        return slot.at <= now
-          ? [{ at: slot.at }, { ...current, state: slot.state }]
-          : [{ ms: slot.at - now, changed: current.changed }, current]
+        const next = reserve(current.state, now, current.limit, factor)
+        return next.at <= now
+          ? [{ wall: clock.unsafeCurrentTimeMillis() }, { ...current, state: next.state }]
+          : [{ ms: next.at - now, changed: current.changed }, current]
       })
+    )
     const awaitSlot: Effect.Effect<number> = Effect.gen(function* () {
       for (;;) {
-        const wait = yield* slotAt(yield* monotonicNow)
-        if ("at" in wait) return yield* Clock.currentTimeMillis
+        const wait = yield* slot
+        if ("wall" in wait) return wait.wall
         yield* Effect.race(Effect.sleep(wait.ms), Deferred.await(wait.changed))
       }
     })
@@ -220,8 +229,8 @@ export const make = (limit: RateLimit | null): Effect.Effect<RateLimiter> =>
     // at once, without the place in line that costs several times as much.
     const take = Effect.gen(function* () {
       if (yield* Deferred.isDone(yield* Ref.get(lastTurn))) {
-        const wait = yield* slotAt(yield* monotonicNow)
-        if ("at" in wait) return yield* Clock.currentTimeMillis
+        const wait = yield* slot
+        if ("wall" in wait) return wait.wall
       }
       return yield* inLine
     })

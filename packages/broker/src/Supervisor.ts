@@ -58,6 +58,8 @@ const make = Effect.gen(function* () {
   const actors = yield* FiberMap.make<string>()
   /** The settings each running actor follows; changes that need no new consumer are applied in place. */
   const configs = new Map<string, SubscriptionRef.SubscriptionRef<Destination.Destination>>()
+  /** Destinations just taken from a process that did not give them back: their first actor waits for its messages. */
+  const takenOverFromGone = new Set<string>()
   /** Leases this process holds. */
   const owned = new Map<string, Leases.Held>()
   /** Until when this process's membership, and so every lease it holds, is in force; how many more it asked for. */
@@ -84,8 +86,13 @@ const make = Effect.gen(function* () {
       )
     })
 
-  const supervised = (destination: Destination.Destination, settings: SubscriptionRef.SubscriptionRef<Destination.Destination>) =>
-    DestinationActor.run(settings).pipe(
+  const supervised = (
+    destination: Destination.Destination,
+    settings: SubscriptionRef.SubscriptionRef<Destination.Destination>,
+    takenOver: boolean
+  ) => {
+    let runs = 0
+    return Effect.suspend(() => DestinationActor.run(settings, { afterUncleanStop: takenOver || runs++ > 0 })).pipe(
       Effect.sandbox,
       Effect.tapError((cause) =>
         Effect.logError("destination actor crashed; restarting", cause).pipe(
@@ -95,6 +102,7 @@ const make = Effect.gen(function* () {
       Effect.retry(restartSchedule),
       Effect.provide(actorContext)
     )
+  }
 
   const stop = (destinationId: string) =>
     Effect.suspend(() => {
@@ -125,7 +133,8 @@ const make = Effect.gen(function* () {
       // Stop the old actor completely before the new one pulls, so a key never has two in flight.
       yield* stop(destinationId)
       configs.set(destinationId, fresh)
-      yield* FiberMap.run(actors, destinationId, supervised(stored.value, fresh))
+      const takenOver = takenOverFromGone.delete(destinationId)
+      yield* FiberMap.run(actors, destinationId, supervised(stored.value, fresh, takenOver))
     }).pipe(
       Effect.catchAll((error) => Effect.logWarning(`cannot reconcile destination ${destinationId}`, error)),
       Effect.annotateLogs({ module: "Supervisor" })
@@ -149,7 +158,8 @@ const make = Effect.gen(function* () {
       owned.delete(destinationId)
       yield* stop(destinationId)
       yield* Effect.logWarning(`destination ${destinationId}: ${reason}; its actor stopped here`)
-      yield* audit(destinationId, "destination.lease_lost", { process: leases.name, reason })
+      // Recorded in the background: without NATS the record waits for it, and the other actors must stop now.
+      yield* Effect.forkIn(audit(destinationId, "destination.lease_lost", { process: leases.name, reason }), scope)
     })
 
   /** How long requests started here may still count in the destination's rate window. */
@@ -205,6 +215,7 @@ const make = Effect.gen(function* () {
               freeSince.delete(destinationId)
               // What the gone holder held comes back after its ack wait; the actor waits for it (see DestinationActor).
               if (takenFrom !== undefined) {
+                takenOverFromGone.add(destinationId)
                 yield* audit(destinationId, "destination.taken_over", { process: leases.name, from: takenFrom.name })
               }
               yield* reconcile(destinationId)
@@ -247,11 +258,16 @@ const make = Effect.gen(function* () {
     alive = { ...alive, wants: plan.wants }
     const listedIds = new Set(ids)
     const gone = Array.from(owned.keys()).filter((id) => !listedIds.has(id))
+    // Leases stored as this process's that it does not run (its actors were stopped while its
+    // membership could not be renewed): taken up again, or nobody would run them.
+    const stranded = ids.filter((id) => current.get(id)?.owner === leases.self && !owned.has(id) && !handing.has(id))
     for (const id of [...plan.release, ...gone]) {
       if (!handing.has(id)) yield* Effect.forkIn(handOver(id), scope)
     }
     // Without a membership in force this process takes nothing.
-    if (alive.until > now) yield* Effect.forEach(plan.acquire, acquire, { concurrency: 16, discard: true })
+    if (alive.until > now) {
+      yield* Effect.forEach([...stranded, ...plan.acquire], acquire, { concurrency: 16, discard: true })
+    }
   }).pipe(
     Effect.catchAll((error) => Effect.logWarning("lease round failed", error)),
     Effect.annotateLogs({ module: "Supervisor" })
