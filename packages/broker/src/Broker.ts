@@ -20,6 +20,7 @@ import * as LossLedger from "./LossLedger.js"
 import * as Nats from "./Nats.js"
 import * as NatsServer from "./NatsServer.js"
 import * as PgHistoryStore from "./PgHistoryStore.js"
+import * as RateLimiter from "./RateLimiter.js"
 import * as Recorder from "./Recorder.js"
 import * as Replay from "./Replay.js"
 import * as SecretBox from "./SecretBox.js"
@@ -56,7 +57,8 @@ const core = Layer.mergeAll(Supervisor.layer, HistoryWriter.layer, HistoryPruner
       IdempotencyStore.layer,
       TransactionIds.layer,
       LossLedger.layer,
-      Leases.layer
+      Leases.layer,
+      RateLimiter.layerRegistry
     )),
   Layer.provideMerge(Recorder.layer),
   Layer.provideMerge(HttpSender.layer),

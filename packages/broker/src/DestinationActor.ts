@@ -234,8 +234,9 @@ const tickEvery = (policy: Destination.HealthPolicy) => Math.max(100, Math.min(6
 
 /**
  * Messages still out from an earlier holder of an ordered destination's consumer that may not
- * have given them back — an actor that failed (a nats-server restart may also have swallowed
- * a pull in transit), a process killed or cut off — come back only after their ack wait.
+ * have given them back — an actor whose pulling failed (the connection or the server went
+ * away, with what was in transit), a process killed or cut off — come back only after their
+ * ack wait.
  * Pulling before then would deliver newer events of their keys first; pulling after it gets
  * them first, since JetStream serves redeliveries before new messages. So such an actor waits
  * one ack wait before it starts. (Given-back messages count as outstanding too until they are
@@ -265,7 +266,7 @@ const awaitOutstanding = (destination: Destination.Destination) =>
 export const run = (
   settings: SubscriptionRef.SubscriptionRef<Destination.Destination>,
   options: {
-    /** The previous holder may not have given back what it held: a takeover, a restart after a failure. */
+    /** The previous holder may not have given back what it held: a takeover, a restart after pulling failed. */
     readonly afterUncleanStop: boolean
   }
 ) =>
@@ -286,7 +287,7 @@ export const run = (
       const { js, jsm } = yield* Nats
       const health = yield* SubscriptionRef.make(yield* healthStore.get(initial))
       yield* healthStore.watch(initial.id, (status) => SubscriptionRef.set(health, status))
-      const limiter = yield* RateLimiter.make(initial.rateLimit)
+      const limiter = yield* (yield* RateLimiter.RateLimiters).forDestination(initial.id, initial.rateLimit)
       yield* settings.changes.pipe(
         Stream.runForEach((d) => limiter.setLimit(d.rateLimit)),
         Effect.forkScoped

@@ -9,7 +9,7 @@
  * stalls a destination for the length of the jump nor lets a backlog through at once.
  */
 import type { Destination } from "@sluice/protocol"
-import { Clock, Deferred, Effect, Exit, Ref } from "effect"
+import { Clock, Context, Deferred, Effect, Exit, Layer, Ref } from "effect"
 
 type RateLimit = Destination.RateLimit
 
@@ -252,3 +252,25 @@ export const make = (limit: RateLimit | null): Effect.Effect<RateLimiter> =>
         }))
     }
   })
+
+/**
+ * Each destination's limiter, kept for the life of the process: an actor restarted after a
+ * crash or a settings change goes on from the starts its predecessor made, where a fresh
+ * limiter would let a whole burst through right after them.
+ */
+export class RateLimiters extends Context.Tag("@sluice/broker/RateLimiters")<
+  RateLimiters,
+  { readonly forDestination: (destinationId: string, limit: RateLimit | null) => Effect.Effect<RateLimiter> }
+>() {}
+
+export const layerRegistry: Layer.Layer<RateLimiters> = Layer.sync(RateLimiters, () => {
+  const all = new Map<string, RateLimiter>()
+  return RateLimiters.of({
+    forDestination: (destinationId, limit) =>
+      Effect.suspend(() => {
+        const known = all.get(destinationId)
+        if (known !== undefined) return Effect.as(known.setLimit(limit), known)
+        return Effect.tap(make(limit), (created) => Effect.sync(() => all.set(destinationId, created)))
+      })
+  })
+})

@@ -6,7 +6,8 @@
  */
 import type { Destination } from "@sluice/protocol"
 import { Envelope, Subjects } from "@sluice/protocol"
-import { Cause, Clock, Context, Duration, Effect, FiberMap, Layer, Option, Queue, Schedule, SubscriptionRef } from "effect"
+import { Cause, Chunk, Clock, Context, Duration, Effect, FiberMap, Layer, Option, Queue, Schedule, SubscriptionRef } from "effect"
+import * as ConsumerStream from "./ConsumerStream.js"
 import * as DestinationActor from "./DestinationActor.js"
 import * as Fact from "./Fact.js"
 import type { HealthStore } from "./HealthStore.js"
@@ -19,6 +20,7 @@ import type { TransactionIds } from "./TransactionIds.js"
 import type { LossLedger } from "./LossLedger.js"
 import type { HttpSender } from "./HttpSender.js"
 import { Nats } from "./Nats.js"
+import type * as RateLimiter from "./RateLimiter.js"
 import { Recorder } from "./Recorder.js"
 
 export class Supervisor extends Context.Tag("@sluice/broker/Supervisor")<
@@ -42,6 +44,7 @@ type ActorServices =
   | TransactionIds
   | LossLedger
   | HistoryStore
+  | RateLimiter.RateLimiters
 
 /** Crash back-off: quick first restarts, at most every 30 s, reset after a minute of calm. */
 const restartSchedule = Schedule.exponential("500 millis").pipe(
@@ -91,11 +94,16 @@ const make = Effect.gen(function* () {
     settings: SubscriptionRef.SubscriptionRef<Destination.Destination>,
     takenOver: boolean
   ) => {
-    let runs = 0
-    return Effect.suspend(() => DestinationActor.run(settings, { afterUncleanStop: takenOver || runs++ > 0 })).pipe(
+    // A failed actor still gives back what it held, in order, on its way out — unless pulling
+    // failed: then the connection or the server went away, and with it what was in transit.
+    let unclean = takenOver
+    return Effect.suspend(() => DestinationActor.run(settings, { afterUncleanStop: unclean })).pipe(
       Effect.sandbox,
       Effect.tapError((cause) =>
         Effect.logError("destination actor crashed; restarting", cause).pipe(
+          Effect.zipLeft(
+            Effect.sync(() => (unclean = Cause.failures(cause).pipe(Chunk.some((e) => e instanceof ConsumerStream.ConsumerEnded))))
+          ),
           Effect.zipRight(audit(destination.id, "actor.restarted", { cause: Cause.pretty(cause) }))
         )
       ),
@@ -227,7 +235,8 @@ const make = Effect.gen(function* () {
   /** One lease round: renew the membership, then give back and take leases — see `LeasePolicy`. */
   const round = Effect.gen(function* () {
     yield* renew(alive.wants)
-    const listed = yield* store.listDestinations.pipe(Effect.option)
+    // A history database that hangs must not hold the round up: the membership is renewed every round.
+    const listed = yield* store.listDestinations.pipe(Effect.timeout(Duration.millis(renewEveryMs)), Effect.option)
     if (Option.isSome(listed)) known = listed.value
     const now = yield* Clock.currentTimeMillis
     const members = new Map(yield* leases.members)
@@ -257,7 +266,13 @@ const make = Effect.gen(function* () {
     })
     alive = { ...alive, wants: plan.wants }
     const listedIds = new Set(ids)
-    const gone = Array.from(owned.keys()).filter((id) => !listedIds.has(id))
+    // Gone from the table: only a listing made this round says so (one kept while the database is
+    // away does not), and only if the destination is not there when asked on its own (a listing
+    // that began before it was created does not have it either).
+    const unlisted = Option.isSome(listed) ? Array.from(owned.keys()).filter((id) => !listedIds.has(id)) : []
+    const gone = yield* Effect.filter(unlisted, (id) =>
+      store.getDestination(id).pipe(Effect.map(Option.isNone), Effect.orElseSucceed(() => false))
+    )
     // Leases stored as this process's that it does not run (its actors were stopped while its
     // membership could not be renewed): taken up again, or nobody would run them.
     const stranded = ids.filter((id) => current.get(id)?.owner === leases.self && !owned.has(id) && !handing.has(id))

@@ -216,3 +216,23 @@ describe("RateLimiter.make", () => {
       expect(yield* Clock.currentTimeMillis).toBe(0)
     }))
 })
+
+describe("RateLimiters", () => {
+  it.effect("an actor restarted in the same process goes on from its predecessor's starts, under the new limit", () =>
+    Effect.gen(function* () {
+      const limiters = yield* RateLimiter.RateLimiters
+      const first = yield* limiters.forDestination("crm", { perSecond: 2, burst: 2 })
+      yield* first.take
+      yield* first.take
+      // The restarted actor's limiter: the two starts of this second count, so the third waits.
+      const again = yield* limiters.forDestination("crm", { perSecond: 2, burst: 2 })
+      expect(again).toBe(first)
+      const third = yield* Effect.fork(again.take)
+      yield* TestClock.adjust("999 millis")
+      expect(third.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 millis")
+      yield* Fiber.join(third)
+      expect(yield* limiters.forDestination("other", null)).not.toBe(first)
+    }).pipe(Effect.provide(RateLimiter.layerRegistry))
+  )
+})
