@@ -20,7 +20,7 @@ layer(NatsFixture.layer, { timeout: 120_000, excludeTestServices: true })("desti
     Effect.gen(function* () {
       const nats = yield* NatsFixture
       const databaseUrl = yield* throwawayDatabase
-      const settings = (name: string) => ({ processName: name, leaseTtl: Duration.seconds(2) })
+      const settings = (name: string) => ({ processName: name, leaseTtl: Duration.seconds(3) })
       const a = yield* startBroker({ natsUrl: nats.url, databaseUrl, settings: settings("broker-a") })
       const bScope = yield* Scope.make()
       yield* startBroker({ natsUrl: nats.url, databaseUrl, settings: settings("broker-b") }).pipe(Scope.extend(bScope))

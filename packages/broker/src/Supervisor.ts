@@ -118,6 +118,16 @@ const make = Effect.gen(function* () {
       return FiberMap.remove(actors, destinationId)
     })
 
+  /** One reconciliation at a time per destination: two at once could each start an actor. */
+  const locks = new Map<string, Effect.Semaphore>()
+  const lockOf = (destinationId: string) => {
+    const known = locks.get(destinationId)
+    if (known !== undefined) return known
+    const lock = Effect.unsafeMakeSemaphore(1)
+    locks.set(destinationId, lock)
+    return lock
+  }
+
   const reconcile = (destinationId: string): Effect.Effect<void> =>
     Effect.gen(function* () {
       if (handing.has(destinationId)) return yield* stop(destinationId)
@@ -125,8 +135,7 @@ const make = Effect.gen(function* () {
         yield* stop(destinationId)
         // A new destination (or one whose holder is gone) is taken at once by whoever hears of it
         // first, rather than at the next round; a later round rebalances if need be.
-        if (yield* isFree(destinationId)) yield* acquire(destinationId)
-        return
+        if (!(yield* isFree(destinationId)) || !(yield* takeLease(destinationId))) return
       }
       const stored = yield* store.getDestination(destinationId)
       const settings = configs.get(destinationId)
@@ -144,6 +153,7 @@ const make = Effect.gen(function* () {
       const takenOver = takenOverFromGone.delete(destinationId)
       yield* FiberMap.run(actors, destinationId, supervised(stored.value, fresh, takenOver))
     }).pipe(
+      lockOf(destinationId).withPermits(1),
       Effect.catchAll((error) => Effect.logWarning(`cannot reconcile destination ${destinationId}`, error)),
       Effect.annotateLogs({ module: "Supervisor" })
     )
@@ -212,25 +222,30 @@ const make = Effect.gen(function* () {
   const loseAll = (reason: string) =>
     Effect.forEach(Array.from(owned.keys()), (id) => lose(id, reason), { discard: true })
 
-  const acquire = (destinationId: string) =>
+  /** Takes the lease if it can; whether it did. */
+  const takeLease = (destinationId: string) =>
     leases.acquire(destinationId).pipe(
       Effect.flatMap(
         Option.match({
-          onNone: () => Effect.void,
+          onNone: () => Effect.succeed(false),
           onSome: ({ held, takenFrom }) =>
             Effect.gen(function* () {
               owned.set(destinationId, held)
               freeSince.delete(destinationId)
               // What the gone holder held comes back after its ack wait; the actor waits for it (see DestinationActor).
-              if (takenFrom !== undefined) {
-                takenOverFromGone.add(destinationId)
+              if (takenFrom !== undefined) takenOverFromGone.add(destinationId)
+              // Its own lease taken up again (see `stranded`) is no takeover worth an audit entry.
+              if (takenFrom !== undefined && takenFrom.owner !== leases.self) {
                 yield* audit(destinationId, "destination.taken_over", { process: leases.name, from: takenFrom.name })
               }
-              yield* reconcile(destinationId)
+              return true
             })
         })
       )
     )
+
+  const acquire = (destinationId: string) =>
+    takeLease(destinationId).pipe(Effect.flatMap((taken) => (taken ? reconcile(destinationId) : Effect.void)))
 
   /** One lease round: renew the membership, then give back and take leases — see `LeasePolicy`. */
   const round = Effect.gen(function* () {
