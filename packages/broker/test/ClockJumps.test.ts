@@ -17,16 +17,13 @@ import { Clock, Effect, Fiber, Ref, ScheduleDecision, ScheduleIntervals, TestClo
 import * as HealthMachine from "../src/HealthMachine.js"
 import * as RateLimiter from "../src/RateLimiter.js"
 import * as RetryPolicy from "../src/RetryPolicy.js"
+import { maxInWindow } from "../../../test/helpers/windows.js"
 
 const HOUR = 3_600_000
 /** A realistic wall clock, so that an hour back is still after the epoch. */
 const T0 = Date.parse("2026-11-23T09:00:00Z")
 
 const eightPerSecond: Destination.RateLimit = { perSecond: 8, burst: 8 }
-
-/** The most starts in any window [t, t + windowMs). */
-const busiestWindow = (starts: ReadonlyArray<number>, windowMs: number) =>
-  Math.max(0, ...starts.map((t) => starts.filter((s) => s >= t && s < t + windowMs).length))
 
 /** Forks `n` takes in call order; `starts` collects the wall-clock time each was granted. */
 const forkTakes = (limiter: RateLimiter.RateLimiter, n: number) =>
@@ -89,7 +86,7 @@ describe("RateLimiter under clock jumps", () => {
       expect(yield* done).toBe(4)
       yield* TestClock.adjust(1_000)
       expect(yield* done).toBe(8)
-      expect(busiestWindow(yield* Ref.get(starts), 1_000)).toBe(4)
+      expect(maxInWindow(yield* Ref.get(starts), 1_000)).toBe(4)
       yield* Fiber.joinAll(fibers)
     }))
 
@@ -108,7 +105,7 @@ describe("RateLimiter under clock jumps", () => {
       yield* TestClock.adjust(4_000)
       expect(yield* backlog.done).toBe(40)
       const starts = yield* Ref.get(backlog.starts)
-      expect(busiestWindow(starts, 1_000)).toBe(8)
+      expect(maxInWindow(starts, 1_000)).toBe(8)
       expect(starts.at(-1)).toBe(T0 + 5 * HOUR + 4_000)
       yield* Fiber.joinAll(backlog.fibers)
     }))
@@ -123,7 +120,7 @@ describe("RateLimiter under clock jumps", () => {
       yield* TestClock.setTime(T0 + 3 * HOUR)
       expect(yield* done).toBe(100)
       // Each second let eight through, whenever the clock got there: never a storm of 92.
-      expect(busiestWindow(yield* Ref.get(starts), 1_000)).toBe(8)
+      expect(maxInWindow(yield* Ref.get(starts), 1_000)).toBe(8)
       yield* Fiber.joinAll(fibers)
     }))
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import type { Destination } from "@sluice/protocol"
 import { Clock, Effect, Fiber, Ref, TestClock } from "effect"
 import * as RateLimiter from "../src/RateLimiter.js"
+import { maxInWindow } from "../../../test/helpers/windows.js"
 
 const eightPerSecond: Destination.RateLimit = { perSecond: 8, burst: 8 }
 
@@ -23,14 +24,10 @@ const reserveAll = (
   return { starts, state }
 }
 
-/** The most starts in any window [t, t + windowMs). */
-const busiestWindow = (starts: ReadonlyArray<number>, windowMs: number) =>
-  Math.max(...starts.map((t) => starts.filter((s) => s >= t && s < t + windowMs).length))
-
 describe("RateLimiter.reserve", () => {
   it("never puts more than burst starts in one window, and never idles with a backlog", () => {
     const { starts } = reserveAll(100, eightPerSecond)
-    expect(busiestWindow(starts, 1_000)).toBe(8)
+    expect(maxInWindow(starts, 1_000)).toBe(8)
     expect(starts).toEqual(starts.map((_, i) => Math.floor(i / 8) * 1_000))
     expect(starts[99]).toBe(12_000)
   })
@@ -62,7 +59,7 @@ describe("RateLimiter.reserve", () => {
   it("a factor of 0.5 halves the throughput and the burst", () => {
     const { starts } = reserveAll(80, eightPerSecond, 0.5)
     expect(starts.filter((t) => t < 10_000)).toHaveLength(40)
-    expect(busiestWindow(starts, 1_000)).toBe(4)
+    expect(maxInWindow(starts, 1_000)).toBe(4)
     expect(reserveAll(3, { perSecond: 8, burst: 1 }, 0.5).starts).toEqual([0, 250, 500])
   })
 
