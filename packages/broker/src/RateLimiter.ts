@@ -48,11 +48,13 @@ export const reserve = (
   factor: number
 ): { readonly at: number; readonly state: State } => {
   if (limit === null) return { at: Math.max(now, state.blockedUntil), state }
-  const { burst, windowMs } = scaled(limit, factor)
   const { starts } = state
-  const windowStart = starts.length >= burst ? starts[starts.length - burst] : undefined
+  // Slowed down or not, the configured limit holds too: right after a slow-down the scaled
+  // window alone would not count the starts made at full speed just before it.
+  const earliest = (rule: { readonly burst: number; readonly windowMs: number }) =>
+    starts.length >= rule.burst ? starts[starts.length - rule.burst]! + rule.windowMs : now
   const at = Math.ceil(
-    Math.max(now, state.blockedUntil, starts.at(-1) ?? now, windowStart === undefined ? now : windowStart + windowMs)
+    Math.max(now, state.blockedUntil, starts.at(-1) ?? now, earliest(scaled(limit, factor)), earliest(scaled(limit, 1)))
   )
   const kept = starts.slice(Math.max(0, starts.length - limit.burst + 1))
   return { at, state: { ...state, starts: [...kept, at] } }

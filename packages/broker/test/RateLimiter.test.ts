@@ -233,3 +233,19 @@ describe("RateLimiters", () => {
     }).pipe(Effect.provide(RateLimiter.layerRegistry))
   )
 })
+
+describe("RateLimiter.reserve under a slow-down", () => {
+  it("a slow-down right after a burst at full speed never puts more than the limit in one window", () => {
+    // 8 starts at once at full speed, then the rate drops to 0.3 (a 429, a recovering ramp): a
+    // burst of 2 in windows of 833 ms, which alone would let 2 more into the first second.
+    const full = reserveAll(8, eightPerSecond, 1, 0)
+    let state = full.state
+    const slowed: Array<number> = []
+    for (let i = 0; i < 8; i++) {
+      const slot = RateLimiter.reserve(state, 0, eightPerSecond, 0.3)
+      slowed.push(slot.at)
+      state = slot.state
+    }
+    expect(maxInWindow([...full.starts, ...slowed], 1_000)).toBe(8)
+  })
+})
