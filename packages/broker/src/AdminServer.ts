@@ -155,7 +155,10 @@ const checkedBody = (request: HttpServerRequest.HttpServerRequest): HttpServerRe
       return problem === undefined ? Either.right(value) : Either.left(problem)
     })
   })
-  // The platform declares its own error type for these; ours are the API's errors (see above).
+  // The platform types a body read's error as its own RequestError, while ours fails with the
+  // API's InvalidRequest/PayloadTooLarge. The cast is the one place that type is overstated:
+  // the handlers never catch RequestError here, and the API's error schemas encode what we fail
+  // with into the 400/413 answers (hostileInput.test.ts checks each).
   const asPlatform = <A>(effect: Effect.Effect<A, AdminApi.InvalidRequest | AdminApi.PayloadTooLarge>) =>
     effect as unknown as Effect.Effect<A, HttpServerError.RequestError>
   const replaced: Partial<Record<PropertyKey, unknown>> = {
