@@ -34,8 +34,10 @@ const scaled = (limit: RateLimit, factor: number) => {
 }
 
 /**
- * Takes the next start slot: the earliest whole ms ≥ `now` at which a request may start
- * without putting more than `burst` starts in one window, and not before a back-off ends.
+ * Takes the next start slot: the earliest time ≥ `now` at which a request may start without
+ * putting more than `burst` starts in one window, and not before a back-off ends. Times are
+ * not rounded: a slot rounded to the ms could be up to 1 ms less than a window after the
+ * start it is spaced from, and so could the wall-clock starts recorded for the two.
  * Slots never go back in time, so they are handed out in call order even across limit
  * changes. `factor` (0 < factor ≤ 1) slows the limit down (429 back-off, recovering ramp); a
  * `null` limit only honours back-offs. Keeps the last `burst` starts: after the burst is
@@ -53,9 +55,7 @@ export const reserve = (
   // window alone would not count the starts made at full speed just before it.
   const earliest = (rule: { readonly burst: number; readonly windowMs: number }) =>
     starts.length >= rule.burst ? starts[starts.length - rule.burst]! + rule.windowMs : now
-  const at = Math.ceil(
-    Math.max(now, state.blockedUntil, starts.at(-1) ?? now, earliest(scaled(limit, factor)), earliest(scaled(limit, 1)))
-  )
+  const at = Math.max(now, state.blockedUntil, starts.at(-1) ?? now, earliest(scaled(limit, factor)), earliest(scaled(limit, 1)))
   const kept = starts.slice(Math.max(0, starts.length - limit.burst + 1))
   return { at, state: { ...state, starts: [...kept, at] } }
 }
@@ -118,6 +118,27 @@ export const onTimeline = (timeline: Timeline, reading: number): { readonly now:
   return { now: reading + skew, timeline: { last: reading, skew } }
 }
 
+/** How far the wall clock may stray from the limiter's anchored offset before it counts as set. */
+export const reanchorAfterMs = 1_000
+
+/**
+ * The wall-clock time (ms since the epoch) of the timeline's `now`: `now` plus an offset kept
+ * from the first reading, so that recorded starts are exactly as far apart as the limiter
+ * spaced them. Reading the wall clock afresh for each start would record a start late by any
+ * pause between the two readings (a GC pause, the thread preempted: tens of ms under load),
+ * and the next start closer to it than the window. The offset is measured again when the wall
+ * clock reads more than `reanchorAfterMs` away from it, which only setting the clock does.
+ */
+export const wallTime = (
+  offset: number | undefined,
+  now: number,
+  wallReading: number
+): { readonly wall: number; readonly offset: number } => {
+  const measured = wallReading - now
+  const kept = offset !== undefined && Math.abs(measured - offset) <= reanchorAfterMs ? offset : measured
+  return { wall: Math.floor(now + kept), offset: kept }
+}
+
 /** One destination's rate limiter; its settings change while it runs (PATCH, health, 429s). */
 export interface RateLimiter {
   /**
@@ -158,13 +179,14 @@ interface Settings {
 export const make = (limit: RateLimit | null): Effect.Effect<RateLimiter> =>
   Effect.gen(function* () {
     let timeline = timelineStart
-    const monotonicNow = Effect.clockWith((clock) =>
-      Effect.sync(() => {
-        const read = onTimeline(timeline, Number(clock.unsafeCurrentTimeNanos() / 1_000_000n))
-        timeline = read.timeline
-        return read.now
-      })
-    )
+    let wallOffset: number | undefined
+    /** The timeline's time now, in ms to the µs (whole ms would let slots fall short of a window). */
+    const readTimeline = (clock: Clock.Clock) => {
+      const read = onTimeline(timeline, Number(clock.unsafeCurrentTimeNanos() / 1_000n) / 1_000)
+      timeline = read.timeline
+      return read.now
+    }
+    const monotonicNow = Effect.clockWith((clock) => Effect.sync(() => readTimeline(clock)))
     const settings = yield* Ref.make<Settings>({
       limit,
       factor: 1,
@@ -186,29 +208,27 @@ export const make = (limit: RateLimit | null): Effect.Effect<RateLimiter> =>
       })
 
     /**
-     * Either the slot taken — with the wall-clock time it was taken at — or how long to sleep
-     * towards it unless the settings change first. Both clocks are read and the slot taken in
-     * one step: with a fiber switch in between, a start would be recorded and signed later
-     * than the limiter counted it, and two recorded starts could fall closer than the window.
+     * Either the slot taken — with the wall-clock time it was taken at (`wallTime`) — or how
+     * long to sleep towards it unless the settings change first.
      */
     type Wait = { readonly wall: number } | { readonly ms: number; readonly changed: Deferred.Deferred<void> }
     const slot = Effect.clockWith((clock) =>
       Ref.modify(settings, (current): readonly [Wait, Settings] => {
-        const read = onTimeline(timeline, Number(clock.unsafeCurrentTimeNanos() / 1_000_000n))
-        timeline = read.timeline
-        const now = read.now
+        const now = readTimeline(clock)
         const factor = current.factor * throttleFactor(current.throttle, now)
         const next = reserve(current.state, now, current.limit, factor)
-        return next.at <= now
-          ? [{ wall: clock.unsafeCurrentTimeMillis() }, { ...current, state: next.state }]
-          : [{ ms: next.at - now, changed: current.changed }, current]
+        if (next.at > now) return [{ ms: next.at - now, changed: current.changed }, current]
+        const stamped = wallTime(wallOffset, now, clock.unsafeCurrentTimeMillis())
+        wallOffset = stamped.offset
+        return [{ wall: stamped.wall }, { ...current, state: next.state }]
       })
     )
     const awaitSlot: Effect.Effect<number> = Effect.gen(function* () {
       for (;;) {
         const wait = yield* slot
         if ("wall" in wait) return wait.wall
-        yield* Effect.race(Effect.sleep(wait.ms), Deferred.await(wait.changed))
+        // Timers count whole ms: rounded up, the wake-up is never before the slot.
+        yield* Effect.race(Effect.sleep(Math.ceil(wait.ms)), Deferred.await(wait.changed))
       }
     })
 

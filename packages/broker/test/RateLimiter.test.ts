@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { Destination } from "@sluice/protocol"
-import { Clock, Effect, Fiber, Ref, TestClock } from "effect"
+import { Clock, Duration, Effect, Fiber, Option, Ref, TestClock } from "effect"
 import * as RateLimiter from "../src/RateLimiter.js"
 import { maxInWindow } from "../../../test/helpers/windows.js"
 
@@ -47,7 +47,11 @@ describe("RateLimiter.reserve", () => {
 
   it("spaces starts evenly with burst 1", () => {
     expect(reserveAll(5, { perSecond: 8, burst: 1 }).starts).toEqual([0, 125, 250, 375, 500])
-    expect(reserveAll(4, { perSecond: 3, burst: 1 }).starts).toEqual([0, 334, 668, 1_002])
+    // Not rounded to the ms: 3 per second is exactly one third of a second apart, so a start
+    // recorded to the ms is never less than a window after the one before it.
+    const thirds = reserveAll(4, { perSecond: 3, burst: 1 }).starts
+    thirds.forEach((at, i) => expect(at).toBeCloseTo((i * 1_000) / 3, 9))
+    thirds.slice(1).forEach((at, i) => expect(at - thirds[i]!).toBeGreaterThanOrEqual(1_000 / 3))
   })
 
   it("does not hold back requests that come slower than the limit", () => {
@@ -100,6 +104,20 @@ describe("RateLimiter.throttle", () => {
       RateLimiter.throttleFactor(throttle, now)
     )).toEqual([0.125, 0.125, 0.25, 0.5, 1, 1])
     expect(RateLimiter.throttle(throttle, 5_000 + 2 * step, 0).factor).toBe(0.25)
+  })
+})
+
+describe("RateLimiter.wallTime", () => {
+  it("keeps the wall clock's offset through readings delayed by pauses, and takes a new one when the clock is set", () => {
+    const first = RateLimiter.wallTime(undefined, 100.4, 5_000)
+    expect(first).toEqual({ wall: 5_000, offset: 4_899.6 })
+    // Read 40 ms late: the start is still recorded on the anchored offset.
+    expect(RateLimiter.wallTime(first.offset, 1_100.4, 6_040).wall).toBe(6_000)
+    // The clock was set back an hour: recorded starts follow it.
+    expect(RateLimiter.wallTime(first.offset, 2_100.4, 7_000 - 3_600_000)).toEqual({
+      wall: 7_000 - 3_600_000,
+      offset: 7_000 - 3_600_000 - 2_100.4
+    })
   })
 })
 
@@ -205,6 +223,54 @@ describe("RateLimiter.make", () => {
         [4, 375]
       ])
     }))
+
+  /**
+   * A clock as the live one behaves: the monotonic reading has a fraction of a ms, the wall
+   * clock runs `wallAheadNanos` ahead of it and reads whole ms, a timer fires on a whole ms,
+   * and `pauses` (ms, one per wall-clock reading, then none) is how long the thread stood still
+   * before reading the wall clock: a GC pause, or preempted.
+   */
+  const liveLikeClock = (startNanos: bigint, wallAheadNanos: bigint, pauses: Array<number> = []): Clock.Clock => {
+    let nanos = startNanos
+    const wallMillis = () => {
+      nanos += BigInt((pauses.shift() ?? 0) * 1_000_000)
+      return Number((nanos + wallAheadNanos) / 1_000_000n)
+    }
+    return {
+      [Clock.ClockTypeId]: Clock.ClockTypeId,
+      unsafeCurrentTimeNanos: () => nanos,
+      unsafeCurrentTimeMillis: wallMillis,
+      currentTimeNanos: Effect.sync(() => nanos),
+      currentTimeMillis: Effect.sync(wallMillis),
+      sleep: (duration) =>
+        Effect.sync(() => {
+          nanos = ((nanos + Duration.toNanos(duration).pipe(Option.getOrThrow)) / 1_000_000n) * 1_000_000n
+        })
+    }
+  }
+
+  /** The wall-clock starts `take` answers for `n` requests in a row at 1 per second. */
+  const onePerSecond = (n: number) =>
+    Effect.gen(function* () {
+      const limiter = yield* RateLimiter.make({ perSecond: 1, burst: 1 })
+      return yield* Effect.forEach(Array.from({ length: n }), () => limiter.take)
+    })
+
+  const gaps = (times: ReadonlyArray<number>) => times.slice(1).map((at, i) => at - times[i]!)
+
+  it.effect("starts recorded on the wall clock are a full window apart when the clocks' readings fall between ms", () =>
+    // The first request comes at 0.9 ms (an idle destination takes its slot at once); a limiter
+    // counting whole ms would take the next slot at 1,000.0 — 999.1 ms later, recorded 999 ms later.
+    Effect.gen(function* () {
+      for (const gap of gaps(yield* onePerSecond(5))) expect(gap).toBeGreaterThanOrEqual(1_000)
+    }).pipe(Effect.withClock(liveLikeClock(900_000n, 300_000n))))
+
+  it.effect("a pause between reading the two clocks does not record a start late", () =>
+    // Paused 30 ms after taking the first slot: read afresh, the wall clock would record it 30 ms
+    // late, and the second start 970 ms after it.
+    Effect.gen(function* () {
+      expect(gaps(yield* onePerSecond(4))).toEqual([1_000, 1_000, 1_000])
+    }).pipe(Effect.withClock(liveLikeClock(0n, 0n, [30]))))
 
   it.effect("without a limit, take does not wait", () =>
     Effect.gen(function* () {
