@@ -4,7 +4,7 @@
  * writer applies them in batches. Applying a fact twice has no further effect.
  */
 import { History, States } from "@sluice/protocol"
-import { Schema } from "effect"
+import { Either, type ParseResult, Schema } from "effect"
 
 const Timestamp = Schema.String
 
@@ -72,4 +72,12 @@ export const kindOf = (fact: Fact): string => {
  * a tenth of its cost on the recorder's path (Fact.test.ts holds the two equal).
  */
 export const encode = (fact: Fact): string => JSON.stringify(fact)
-export const decode = Schema.decodeUnknownEither(Schema.parseJson(Fact))
+
+const decodeMessage = Schema.decodeUnknownEither(Schema.parseJson(Schema.Union(Fact, Schema.Array(Fact))))
+
+/**
+ * The facts of one SLUICE_FACTS message: a single fact, or an array of the facts the recorder
+ * stored together (`Recorder`).
+ */
+export const decodeAll = (text: string): Either.Either<ReadonlyArray<Fact>, ParseResult.ParseError> =>
+  Either.map(decodeMessage(text), (decoded) => ("_tag" in decoded ? [decoded] : decoded))

@@ -31,9 +31,9 @@ export const subscribe = (
         nats.connection.subscribe(Subjects.FACTS_WILDCARD, {
           callback: (error, msg) => {
             if (error !== null) return warn(`fact subscription failed: ${String(error)}`)
-            Either.match(Fact.decode(msg.string()), {
+            Either.match(Fact.decodeAll(msg.string()), {
               onLeft: (decodeError) => warn(`skipping an undecodable fact on ${msg.subject}: ${decodeError.message}`),
-              onRight: onFact
+              onRight: (facts) => facts.forEach((fact) => onFact(fact))
             })
           }
         })

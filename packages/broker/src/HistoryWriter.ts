@@ -50,7 +50,7 @@ const untilStored = Schedule.exponential("100 millis", 2).pipe(Schedule.either(S
 const drain = <A>(
   stream: string,
   name: string,
-  decode: (msg: JsMsg) => Either.Either<A, string>,
+  decode: (msg: JsMsg) => Either.Either<ReadonlyArray<A>, string>,
   write: (items: ReadonlyArray<A>) => Effect.Effect<void, unknown>
 ) =>
   Effect.gen(function* () {
@@ -60,7 +60,7 @@ const drain = <A>(
         const items: Array<A> = []
         for (const msg of batch) {
           const decoded = decode(msg)
-          if (Either.isRight(decoded)) items.push(decoded.right)
+          if (Either.isRight(decoded)) items.push(...decoded.right)
           else yield* Effect.logWarning(`skipping an undecodable message (${stream} seq ${msg.seq}): ${decoded.left}`)
         }
         yield* write(items).pipe(
@@ -88,10 +88,10 @@ const drain = <A>(
     )
   })
 
-const toStoredEvent = (msg: JsMsg): Either.Either<History.StoredEvent, string> =>
+const toStoredEvent = (msg: JsMsg): Either.Either<ReadonlyArray<History.StoredEvent>, string> =>
   Envelope.decodeEnvelope(msg.string()).pipe(
     Either.mapLeft((error) => error.message),
-    Either.map((e) => ({
+    Either.map((e) => [{
       id: e.id,
       type: e.type,
       key: e.key ?? null,
@@ -104,11 +104,11 @@ const toStoredEvent = (msg: JsMsg): Either.Either<History.StoredEvent, string> =
       headers: e.headers ?? null,
       // The database decides, from the events stored before this one.
       duplicateOf: null
-    }))
+    }])
   )
 
-const toFact = (msg: JsMsg): Either.Either<Fact.Fact, string> =>
-  Fact.decode(msg.string()).pipe(Either.mapLeft((error) => error.message))
+const toFacts = (msg: JsMsg): Either.Either<ReadonlyArray<Fact.Fact>, string> =>
+  Fact.decodeAll(msg.string()).pipe(Either.mapLeft((error) => error.message))
 
 /** Restarts a writer loop that ended (NATS restarted, consumer recreated) after a pause. */
 const forever = <E, R>(name: string, loop: Effect.Effect<void, E, R>) =>
@@ -127,7 +127,7 @@ export const layer: Layer.Layer<never, never, Nats | HistoryStore> = Layer.scope
     ).pipe(Effect.forkScoped)
     yield* forever(
       "facts",
-      drain(Subjects.FACTS_STREAM, Subjects.HISTORY_FACTS_CONSUMER, toFact, store.applyFacts)
+      drain(Subjects.FACTS_STREAM, Subjects.HISTORY_FACTS_CONSUMER, toFacts, store.applyFacts)
     ).pipe(Effect.forkScoped)
   })
 )

@@ -54,7 +54,14 @@ describe("Fact", () => {
     for (const fact of facts) expect(JSON.parse(Fact.encode(fact))).toEqual(JSON.parse(schemaEncode(fact)))
   })
 
-  it("decodes what it encodes", () => {
-    for (const fact of facts) expect(Fact.decode(Fact.encode(fact))).toEqual(Either.right(fact))
+  it("decodes what it encodes: one fact, or facts stored together as an array", () => {
+    for (const fact of facts) expect(Fact.decodeAll(Fact.encode(fact))).toEqual(Either.right([fact]))
+    expect(Fact.decodeAll(`[${facts.map(Fact.encode).join(",")}]`)).toEqual(Either.right(facts))
+  })
+
+  it("refuses a message with any fact it cannot read, naming the field", () => {
+    const bad = `[${Fact.encode(facts[0]!)},{"_tag":"AttemptFinished","id":"x"}]`
+    const decoded = Fact.decodeAll(bad)
+    expect(Either.isLeft(decoded) && decoded.left.message).toContain("eventId")
   })
 })
