@@ -9,11 +9,16 @@ import { Agent, request } from "undici"
 export const makeAgent = (connections: number): Agent => new Agent({ connections, keepAliveTimeout: 4_000 })
 
 /** POSTs a JSON body and reads the (empty) answer; rejects when no answer came. */
-export const post = async (agent: Agent, url: string, body: string | Uint8Array): Promise<number> => {
+export const post = async (
+  agent: Agent,
+  url: string,
+  body: string | Uint8Array,
+  headers: Readonly<Record<string, string>> = {}
+): Promise<number> => {
   const response = await request(url, {
     dispatcher: agent,
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { ...headers, "content-type": "application/json" },
     body
   })
   await response.body.dump()

@@ -126,7 +126,8 @@ const bench = Command.make(
       }
       if (selected.has("outbox-ingest")) {
         yield* Console.log("\n## 5. Outbox and ingest")
-        yield* save("outbox-ingest", {}, yield* OutboxIngest.run)
+        const options = OutboxIngest.options(o.quick, history)
+        yield* save("outbox-ingest", options, yield* OutboxIngest.run(options))
       }
     }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("run Sluice's benchmarks against the raw JetStream ceiling and BullMQ"))
