@@ -202,9 +202,14 @@ layer(NatsFixture.layer, { timeout: 60_000, excludeTestServices: true })("admin 
       expect(paused[0]).toMatchObject({ from: "active", to: "paused", reason: "paused by admin" })
 
       yield* client.destinations.resume({ path: { id: "metered" } })
+      // Each event is acknowledged once its attempt is recorded: the backlog empties just after.
       const delivered = yield* waitForEffect(
-        stats.pipe(Effect.map((s) => (s.states.completed === 4 && s.latency[0]!.count === 4 ? s : undefined))),
-        { description: "four deliveries completed and recorded" }
+        stats.pipe(
+          Effect.map((s) =>
+            s.states.completed === 4 && s.latency[0]!.count === 4 && s.backlog.pending + s.backlog.held === 0 ? s : undefined
+          )
+        ),
+        { description: "four deliveries completed, recorded and acknowledged" }
       )
       expect(delivered.backlog).toEqual({ pending: 0, held: 0 })
       for (const window of delivered.latency) {
