@@ -142,9 +142,10 @@ export const wallTime = (
 /** One destination's rate limiter; its settings change while it runs (PATCH, health, 429s). */
 export interface RateLimiter {
   /**
-   * Waits until the next request may start and takes that slot, returning the wall-clock
-   * time (ms since the epoch) it was taken at: the start the limit accounts for. Waiters are
-   * served strictly in call order; one interrupted while waiting takes no slot.
+   * Waits until the next request may start and takes that slot, returning its wall-clock
+   * time (ms since the epoch, `wallTime`): the start to record and sign, as far from the
+   * others as the limit spaced them. Waiters are served strictly in call order; one
+   * interrupted while waiting takes no slot.
    */
   readonly take: Effect.Effect<number>
   /** A new limit (a PATCH): applies to every request that has not started yet. */
